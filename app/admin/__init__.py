@@ -1,0 +1,3 @@
+from app.admin import routes
+
+__all__ = ["routes"]

@@ -1,0 +1,229 @@
+"""The use cases of the sign-up and sign-in journey.
+
+Each function checks, writes, and commits once; it raises a domain error instead of
+building a response. Emails are queued to go out after the commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import current_app, render_template
+from flask_jwt_extended import decode_token
+from jwt import InvalidTokenError
+from sqlalchemy.exc import IntegrityError
+
+from app.auth import passwords, tokens
+from app.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied, WrongPassword
+from app.extensions import db, rows_changed
+from app.jobs.emails import send_email
+from app.jobs.queue import enqueue_after_commit
+from app.log import audit
+from app.models import (
+    ActivationToken,
+    GroupName,
+    PasswordResetToken,
+    RefreshToken,
+    User,
+    UserGroup,
+    UserProfile,
+    utcnow,
+)
+
+RENEW_ACTIVATION = "Ask for a new activation link with POST /auth/activate/resend."
+RENEW_RESET = "Ask for a new reset link with POST /auth/password/forgot."
+
+
+def _queue_email(to: str, template: str, subject: str, **context: Any) -> None:
+    context.setdefault("base_url", current_app.config["PUBLIC_BASE_URL"])
+    text = render_template(f"email/{template}.txt", **context)
+    html = render_template(f"email/{template}.html", **context)
+    enqueue_after_commit(send_email, to, subject, text, html)
+
+
+def _hours(seconds: int) -> str:
+    hours = seconds / 3600
+    return f"{hours:g} hour{'s' if hours != 1 else ''}"
+
+
+def _queue_activation_email(user: User, template: str = "activation") -> None:
+    ttl = current_app.config["ACTIVATION_TOKEN_TTL"]
+    secret = tokens.issue_email_token(ActivationToken, user, ttl)
+    link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/activate?token={secret}"
+    _queue_email(
+        user.email, template, "Activate your cinema account", link=link, lifetime=_hours(ttl)
+    )
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(sa.select(User).where(User.email == email))
+
+
+def get_group(name: GroupName) -> UserGroup:
+    group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == name))
+    if group is None:
+        raise RuntimeError(f"group {name} is missing; run `flask --app wsgi seed-groups`")
+    return group
+
+
+def register(email: str, password: str) -> User:
+    passwords.check_password_strength(password, email)
+    if find_user_by_email(email) is not None:
+        raise Conflict("An account with this email already exists.")
+    user = User(
+        email=email,
+        password_hash=passwords.hash_password(password),
+        group=get_group(GroupName.USER),
+    )
+    user.profile = UserProfile()
+    db.session.add(user)
+    try:
+        # The unique index decides between two concurrent registrations of one email.
+        db.session.flush()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise Conflict("An account with this email already exists.") from exc
+    _queue_activation_email(user)
+    db.session.commit()
+    audit("user_registered", user_id=user.id)
+    return user
+
+
+def activate(secret: str) -> None:
+    user = tokens.spend_email_token(ActivationToken, secret, RENEW_ACTIVATION)
+    user.is_active = True
+    db.session.commit()
+    audit("user_activated", user_id=user.id)
+
+
+def resend_activation(email: str) -> None:
+    """Same answer whatever the email; only an inactive account gets a new link."""
+    user = find_user_by_email(email)
+    if user is None or user.is_active:
+        return
+    _queue_activation_email(user, template="activation_resend")
+    db.session.commit()
+    audit("activation_resent", user_id=user.id)
+
+
+def login(email: str, password: str) -> dict[str, Any]:
+    user = find_user_by_email(email)
+    if user is None:
+        passwords.verify_password(passwords.dummy_hash(), password)
+        audit("login_failed", reason="unknown_email")
+        raise NotAuthenticated("The email or password is wrong.")
+    if not passwords.verify_password(user.password_hash, password):
+        audit("login_failed", reason="wrong_password", user_id=user.id)
+        raise NotAuthenticated("The email or password is wrong.")
+    if not user.is_active:
+        audit("login_refused", reason="not_activated", user_id=user.id)
+        raise PermissionDenied(f"This account is not activated yet. {RENEW_ACTIVATION}")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    pair = tokens.issue_token_pair(user)
+    db.session.commit()
+    audit("login_succeeded", user_id=user.id)
+    return pair
+
+
+def refresh(refresh_token: str) -> dict[str, Any]:
+    claims = tokens.decode_refresh_token(refresh_token)
+    record = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
+    if record is None or record.revoked_at is not None:
+        raise NotAuthenticated("The refresh token has been revoked; log in again.")
+    # Spend it atomically: of two concurrent refreshes with one token, one updates the row.
+    spent = rows_changed(
+        sa.update(RefreshToken)
+        .where(
+            RefreshToken.id == record.id,
+            RefreshToken.used_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(used_at=utcnow())
+    )
+    if spent != 1:
+        # A spent token presented again: it was stolen or replayed, so the whole login ends.
+        tokens.revoke_family(record.family_id)
+        db.session.commit()
+        audit("refresh_token_reuse_detected", user_id=record.user_id, family=record.family_id)
+        raise NotAuthenticated(
+            "The refresh token was already used; every session of this login is revoked."
+        )
+    user = db.session.get(User, record.user_id)
+    if user is None or not user.is_active:
+        db.session.rollback()
+        raise NotAuthenticated("The account is not active.")
+    pair = tokens.issue_token_pair(
+        user, family_id=record.family_id, family_expires_at=record.expires_at
+    )
+    db.session.commit()
+    audit("token_refreshed", user_id=user.id)
+    return pair
+
+
+def logout(refresh_token: str, access_token: str | None) -> None:
+    claims = tokens.decode_refresh_token(refresh_token)
+    record = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
+    if record is None or record.revoked_at is not None:
+        raise NotAuthenticated("The refresh token is not valid.")
+    tokens.revoke_family(record.family_id)
+    if access_token:
+        # The access token may be of another login of the same user; end that one too.
+        try:
+            access_claims = decode_token(access_token, allow_expired=True)
+        except (InvalidTokenError, ValueError, KeyError):
+            access_claims = {}
+        if access_claims.get("type") == "access" and access_claims.get("sub") == str(
+            record.user_id
+        ):
+            tokens.revoke_family(access_claims["fam"])
+    db.session.commit()
+    audit("logged_out", user_id=record.user_id)
+
+
+def change_password(user: User, old_password: str, new_password: str) -> None:
+    if not passwords.verify_password(user.password_hash, old_password):
+        audit("password_change_failed", user_id=user.id)
+        raise WrongPassword("The current password is wrong.")
+    _set_password(user, new_password, field="new_password")
+    db.session.commit()
+    audit("password_changed", user_id=user.id)
+
+
+def forgot_password(email: str) -> None:
+    """Same answer whatever the email; only an active account gets a reset link."""
+    user = find_user_by_email(email)
+    if user is None or not user.is_active:
+        return
+    ttl = current_app.config["PASSWORD_RESET_TOKEN_TTL"]
+    secret = tokens.issue_email_token(PasswordResetToken, user, ttl)
+    link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/password/reset?token={secret}"
+    _queue_email(
+        user.email, "password_reset", "Reset your cinema password", link=link, lifetime=_hours(ttl)
+    )
+    db.session.commit()
+    audit("password_reset_requested", user_id=user.id)
+
+
+def reset_password(secret: str, new_password: str) -> None:
+    user = tokens.spend_email_token(PasswordResetToken, secret, RENEW_RESET)
+    _set_password(user, new_password, field="new_password")
+    db.session.commit()
+    audit("password_reset", user_id=user.id)
+
+
+def _set_password(user: User, new_password: str, field: str) -> None:
+    """Set a new password: strength rule, every session ended, no reset link left, a notice."""
+    if passwords.verify_password(user.password_hash, new_password):
+        raise InvalidInput(
+            "The new password must differ from the current one.",
+            errors={field: ["Choose a password different from the current one."]},
+        )
+    passwords.check_password_strength(new_password, user.email, field=field)
+    user.password_hash = passwords.hash_password(new_password)
+    tokens.revoke_user_sessions(user.id)
+    db.session.execute(sa.delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    _queue_email(
+        user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
+    )

@@ -1,0 +1,110 @@
+"""Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | rq …`."""
+
+from __future__ import annotations
+
+import click
+import sqlalchemy as sa
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from rq import Worker
+
+from app.auth import passwords
+from app.errors import DomainError
+from app.extensions import db
+from app.jobs.cleanup import delete_expired_tokens
+from app.jobs.queue import get_queue, redis_connection
+from app.jobs.schedule import make_scheduler, register_cleanup
+from app.models import GroupName, User, UserGroup, UserProfile
+from app.schemas import NormalisedEmail
+
+rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
+
+
+def seed_groups() -> list[str]:
+    """Create the missing groups; return the names created."""
+    existing = set(db.session.scalars(sa.select(UserGroup.name)))
+    created = [name for name in GroupName if name not in existing]
+    db.session.add_all(UserGroup(name=name) for name in created)
+    db.session.commit()
+    return [name.value for name in created]
+
+
+@click.command("seed-groups")
+@with_appcontext
+def seed_groups_command() -> None:
+    """Create the USER, MODERATOR and ADMIN groups (running it again changes nothing)."""
+    created = seed_groups()
+    click.echo(f"created groups: {', '.join(created)}" if created else "groups already present")
+
+
+@click.command("create-admin")
+@with_appcontext
+@click.option("--email", required=True, help="Email of the admin.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="Asked for when not given.",
+)
+def create_admin_command(email: str, password: str) -> None:
+    """Create an active ADMIN, or promote and activate the existing user with that email."""
+    try:
+        email = NormalisedEmail().deserialize(email)
+    except Exception as exc:
+        raise click.BadParameter("not a valid email address", param_hint="--email") from exc
+    seed_groups()
+    admin_group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == GroupName.ADMIN))
+    user = db.session.scalar(sa.select(User).where(User.email == email))
+    if user is None:
+        try:
+            passwords.check_password_strength(password, email)
+        except DomainError as exc:
+            raise click.BadParameter(
+                " ".join(m for messages in (exc.errors or {}).values() for m in messages),
+                param_hint="--password",
+            ) from exc
+        user = User(
+            email=email, password_hash=passwords.hash_password(password), profile=UserProfile()
+        )
+        db.session.add(user)
+        action = "created"
+    else:
+        action = "promoted"
+    user.group = admin_group
+    user.is_active = True
+    db.session.commit()
+    click.echo(f"{action} admin {email} (id {user.id})")
+
+
+@click.command("cleanup-tokens")
+@with_appcontext
+def cleanup_tokens_command() -> None:
+    """Delete expired activation, reset and refresh tokens now."""
+    counts = delete_expired_tokens()
+    for kind, count in counts.items():
+        click.echo(f"{kind}: {count} deleted")
+
+
+@rq_cli.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+def rq_worker_command(burst: bool) -> None:
+    """Run an RQ worker for this service's queue; jobs run inside the app context."""
+    worker = Worker([get_queue()], connection=redis_connection())
+    worker.work(burst=burst, with_scheduler=True)
+
+
+@rq_cli.command("scheduler")
+@click.option("--burst", is_flag=True, help="Move due jobs once, then stop.")
+def rq_scheduler_command(burst: bool) -> None:
+    """Run rq-scheduler with the periodic token cleanup registered once."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    scheduler = make_scheduler(app)
+    register_cleanup(scheduler, app.config["TOKEN_CLEANUP_INTERVAL"])
+    scheduler.run(burst=burst)
+
+
+def register_cli(app: Flask) -> None:
+    for command in (seed_groups_command, create_admin_command, cleanup_tokens_command):
+        app.cli.add_command(command)
+    app.cli.add_command(rq_cli)

@@ -1,0 +1,120 @@
+"""Settings read from the environment, with the embedded defaults of the contract.
+
+`load_config()` returns a plain dict so tests can override any key by passing a dict to
+`create_app`. Production refuses the unsafe defaults rather than starting half-secure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
+DEV_JWT_SECRET_KEY = "dev-jwt-secret-key-not-for-production"  # noqa: S105 - refused in production
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot be used; the message names the setting."""
+
+
+def _bool(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from exc
+
+
+def database_url(raw: str | None, instance: Path) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2."""
+    if not raw:
+        return f"sqlite:///{instance / 'accounts.sqlite3'}"
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg2://" + raw.removeprefix(prefix)
+    return raw
+
+
+def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    env = dict(os.environ if env is None else env)
+    instance = Path(instance_path)
+    redis_url = env.get("REDIS_URL") or None
+    mail_server = env.get("MAIL_SERVER") or None
+    return {
+        "APP_ENV": env.get("APP_ENV", "development"),
+        "SECRET_KEY": env.get("SECRET_KEY") or DEV_SECRET_KEY,
+        "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or DEV_JWT_SECRET_KEY,
+        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL"), instance),
+        "REDIS_URL": redis_url,
+        # Flask-Mail: with no MAIL_SERVER the message is printed and kept in the outbox.
+        "MAIL_SERVER": mail_server,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS"), False),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL"), False),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
+        or "Cinema Accounts <no-reply@localhost>",
+        "MAIL_OUTBOX_DIR": str(instance / "outbox"),
+        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://localhost:8000").rstrip("/"),
+        "ACTIVATION_TOKEN_TTL": _int(env, "ACTIVATION_TOKEN_TTL", 86400),
+        "PASSWORD_RESET_TOKEN_TTL": _int(env, "PASSWORD_RESET_TOKEN_TTL", 86400),
+        "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
+        "JWT_REFRESH_TOKEN_EXPIRES": _int(env, "JWT_REFRESH_TOKEN_EXPIRES", 604800),
+        "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+        "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
+        "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL") or None,
+        "S3_BUCKET": env.get("S3_BUCKET") or None,
+        "UPLOAD_DIR": str(instance / "uploads"),
+    }
+
+
+def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Derive the settings of the extensions from ours, then refuse unsafe production setups."""
+    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
+    # Only the JSON body and the Authorization header carry tokens; no cookies, so no CSRF.
+    config.setdefault("JWT_TOKEN_LOCATION", ["headers"])
+    config.setdefault("JWT_ALGORITHM", "HS256")
+    config.setdefault("JWT_DECODE_ALGORITHMS", ["HS256"])
+    config.setdefault("JWT_ERROR_MESSAGE_KEY", "detail")
+    config.setdefault("MAX_CONTENT_LENGTH", 6 * 1024 * 1024)
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    config.setdefault("API_TITLE", "Cinema accounts API")
+    config.setdefault("API_VERSION", "1.0.0")
+    config.setdefault("OPENAPI_VERSION", "3.0.3")
+    config.setdefault("OPENAPI_URL_PREFIX", "/")
+    config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
+    config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
+    config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    if config["APP_ENV"] not in {"development", "production"}:
+        raise ConfigError(
+            f"APP_ENV must be 'development' or 'production', got {config['APP_ENV']!r}"
+        )
+    if config["APP_ENV"] == "production":
+        _refuse_unsafe_production(config)
+    return config
+
+
+def _refuse_unsafe_production(config: dict[str, Any]) -> None:
+    problems = []
+    if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
+        problems.append("SECRET_KEY must be set to a random string of at least 32 characters")
+    if config["JWT_SECRET_KEY"] == DEV_JWT_SECRET_KEY or len(config["JWT_SECRET_KEY"]) < 32:
+        problems.append("JWT_SECRET_KEY must be set to a random string of at least 32 characters")
+    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
+        problems.append("DATABASE_URL must point at PostgreSQL, not SQLite")
+    if not config["REDIS_URL"]:
+        problems.append("REDIS_URL must be set (jobs and rate limits need Redis)")
+    if problems:
+        raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))

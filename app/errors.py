@@ -1,0 +1,146 @@
+"""Domain errors and the one place where every error becomes an RFC 9457 problem response."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class DomainError(Exception):
+    """An expected failure of a use case; `status` and `title` say how the API answers it."""
+
+    status = 400
+    title = "Bad Request"
+
+    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+
+class InvalidInput(DomainError):
+    status = 422
+    title = "Unprocessable Content"
+
+
+class InvalidToken(DomainError):
+    status = 400
+    title = "Invalid Token"
+
+
+class WrongPassword(DomainError):
+    status = 400
+    title = "Wrong Password"
+
+
+class NotAuthenticated(DomainError):
+    status = 401
+    title = "Unauthorized"
+
+
+class PermissionDenied(DomainError):
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(DomainError):
+    status = 404
+    title = "Not Found"
+
+
+class Conflict(DomainError):
+    status = 409
+    title = "Conflict"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if errors:
+        body["errors"] = errors
+    response = jsonify(body)
+    response.status_code = status
+    response.mimetype = PROBLEM_JSON
+    if status == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _field_errors(messages: Any) -> dict[str, list[str]]:
+    """Flatten webargs' `{location: {field: [msg]}}` into `{field: [msg]}`."""
+    flat: dict[str, list[str]] = {}
+    if not isinstance(messages, dict):
+        return {"_schema": [str(messages)]}
+    for location_errors in messages.values():
+        if not isinstance(location_errors, dict):
+            flat.setdefault("_schema", []).extend(_as_list(location_errors))
+            continue
+        for field, field_messages in location_errors.items():
+            flat.setdefault(str(field), []).extend(_as_list(field_messages))
+    return flat
+
+
+def _as_list(messages: Any) -> list[str]:
+    if isinstance(messages, list):
+        return [str(m) for m in messages]
+    if isinstance(messages, dict):
+        return [f"{key}: {value}" for key, value in messages.items()]
+    return [str(messages)]
+
+
+def handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    headers = dict(exc.get_headers()) if status in (405, 429) else {}
+    headers.pop("Content-Type", None)
+    if status == 422 and "messages" in data:
+        return problem(
+            422,
+            "Unprocessable Content",
+            "The request body or query has invalid fields.",
+            errors=_field_errors(data["messages"]),
+        )
+    if status == 400 and "messages" in data:
+        return problem(400, "Bad Request", "The request body is not valid JSON.")
+    detail = exc.description or ""
+    if status == 429:
+        detail = "Too many requests; retry after the time given in Retry-After."
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None and "Retry-After" not in headers:
+            headers["Retry-After"] = str(retry_after)
+    return problem(status, exc.name, detail, headers=headers)
+
+
+def handle_domain_error(exc: DomainError) -> Response:
+    return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+
+
+def handle_unexpected(exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "Internal Server Error", InternalServerError.description)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(DomainError, handle_domain_error)
+    app.register_error_handler(Exception, handle_unexpected)

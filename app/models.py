@@ -1,0 +1,145 @@
+"""The data model: groups, users, profiles and the three kinds of token."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores UTC and always hands back an aware datetime, on SQLite as on PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class GroupName(enum.StrEnum):
+    USER = "USER"
+    MODERATOR = "MODERATOR"
+    ADMIN = "ADMIN"
+
+
+class Gender(enum.StrEnum):
+    MAN = "MAN"
+    WOMAN = "WOMAN"
+
+
+class UserGroup(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "user_groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[GroupName] = mapped_column(
+        sa.Enum(GroupName, name="group_name", native_enum=False, length=20), unique=True
+    )
+
+
+class User(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "users"
+    # Emails are normalised before they are stored; the check keeps the unique index honest.
+    __table_args__ = (sa.CheckConstraint("email = lower(email)", name="email_lowercase"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    is_active: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    group_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("user_groups.id", ondelete="RESTRICT"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    group: Mapped[UserGroup] = relationship(lazy="joined")
+    profile: Mapped[UserProfile] = relationship(
+        back_populates="user", lazy="joined", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def __repr__(self) -> str:  # never the hash
+        return f"<User id={self.id} group={self.group.name if self.group else None}>"
+
+
+class UserProfile(db.Model):  # type: ignore[name-defined]
+    __tablename__ = "user_profiles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    first_name: Mapped[str | None] = mapped_column(sa.String(100))
+    last_name: Mapped[str | None] = mapped_column(sa.String(100))
+    gender: Mapped[Gender | None] = mapped_column(
+        sa.Enum(Gender, name="gender", native_enum=False, length=10)
+    )
+    date_of_birth: Mapped[date | None] = mapped_column(sa.Date)
+    info: Mapped[str | None] = mapped_column(sa.Text)
+    avatar_key: Mapped[str | None] = mapped_column(sa.String(255))
+
+    user: Mapped[User] = relationship(back_populates="profile")
+
+
+class _EmailToken:
+    """Activation and reset tokens: one per user, only the SHA-256 of the secret is stored."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    if TYPE_CHECKING:  # declared by each subclass, with its own table
+        user_id: Mapped[int]
+        user: Mapped[User]
+
+
+class ActivationToken(_EmailToken, db.Model):  # type: ignore[name-defined]
+    __tablename__ = "activation_tokens"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    user: Mapped[User] = relationship()
+
+
+class PasswordResetToken(_EmailToken, db.Model):  # type: ignore[name-defined]
+    __tablename__ = "password_reset_tokens"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    user: Mapped[User] = relationship()
+
+
+class RefreshToken(db.Model):  # type: ignore[name-defined]
+    """A refresh token issued to a login ("family"); rows double as the session blocklist."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    jti: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    family_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+TOKEN_MODELS: dict[str, Any] = {
+    "activation": ActivationToken,
+    "password_reset": PasswordResetToken,
+    "refresh": RefreshToken,
+}

@@ -1,0 +1,52 @@
+"""Schemas shared by both blueprints: the user object and its profile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+from marshmallow import Schema, fields
+
+from app.models import Gender, GroupName
+
+
+class NormalisedEmail(fields.Email):
+    """Trimmed and lower-cased before it is validated, compared or stored."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, str):
+            value = value.strip().lower()
+        result: str = super()._deserialize(value, attr, data, **kwargs)
+        return result
+
+
+class ProfileSchema(Schema):
+    first_name = fields.String(allow_none=True)
+    last_name = fields.String(allow_none=True)
+    gender = fields.Enum(Gender, allow_none=True)
+    date_of_birth = fields.Date(allow_none=True)
+    info = fields.String(allow_none=True)
+    avatar_url = fields.Method("get_avatar_url", allow_none=True)
+
+    def get_avatar_url(self, profile: Any) -> str | None:
+        key = getattr(profile, "avatar_key", None)
+        if not key:
+            return None
+        storage = current_app.extensions.get("avatar_storage")
+        return storage.url(key) if storage is not None else None
+
+
+class UserSchema(Schema):
+    id = fields.Integer(required=True)
+    email = fields.Email(required=True)
+    is_active = fields.Boolean(required=True)
+    group = fields.Function(
+        lambda user: user.group.name.value, metadata={"enum": [g.value for g in GroupName]}
+    )
+    created_at = fields.AwareDateTime(required=True)
+    updated_at = fields.AwareDateTime(required=True)
+    profile = fields.Nested(ProfileSchema, allow_none=True)
+
+
+class DetailSchema(Schema):
+    detail = fields.String(required=True)

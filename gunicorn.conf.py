@@ -1,0 +1,38 @@
+"""Gunicorn settings, read automatically from ./gunicorn.conf.py by `gunicorn wsgi:app`.
+
+Every value can be changed from the environment without editing this file. Command-line
+flags and GUNICORN_CMD_ARGS are applied after this file, so they still win.
+"""
+
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+def _default_workers() -> int:
+    # Gunicorn's rule of thumb for sync workers is 2 x cores + 1. The affinity mask counts only
+    # the CPUs this process may run on (a cpuset-limited container sees its own share), and the
+    # cap keeps a many-core host from opening more database connections than PostgreSQL allows.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(2 * (cores or 1) + 1, 8)
+
+
+# Gunicorn's own default, 127.0.0.1:8000, cannot be reached from outside a container.
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+workers = _env_int("WEB_CONCURRENCY", _default_workers())
+threads = _env_int("GUNICORN_THREADS", 1)
+
+# Argon2 hashing and an avatar upload are the slowest legitimate requests and take well under
+# a second; a worker silent for this long is stuck, so it is killed and replaced.
+timeout = 30
+
+# Logs go to stdout/stderr, where Docker, systemd or the platform collects them.
+accesslog = "-"
+errorlog = "-"
+
+# X-Forwarded-* headers are trusted only from these addresses (the reverse proxy), so a client
+# cannot claim another IP address or scheme; the rate limits key on the client address.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

@@ -1,0 +1,315 @@
+"""The service's frame: health, problem responses, migrations, jobs after commit, config, CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.config import ConfigError
+from app.extensions import db
+from app.jobs.emails import send_email
+from app.jobs.queue import enqueue_after_commit
+from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
+from tests.conftest import PASSWORD, Accounts, Mailbox, bearer, run_worker
+
+PROBLEM_KEYS = {"type", "title", "status", "detail"}
+
+
+def assert_problem(response, status: int) -> dict:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/problem+json"
+    body = response.json
+    assert set(body) >= PROBLEM_KEYS
+    assert body["status"] == status
+    return body
+
+
+def test_health_says_the_process_is_up(client: FlaskClient) -> None:
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_ready_checks_database_and_redis(app_factory: Callable[..., Flask], redis_url: str) -> None:
+    response = app_factory(REDIS_URL=redis_url).test_client().get("/health/ready")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_ready_names_what_is_down(app_factory: Callable[..., Flask]) -> None:
+    # Nothing listens on port 1.
+    response = app_factory(REDIS_URL="redis://127.0.0.1:1/0").test_client().get("/health/ready")
+    assert response.status_code == 503
+    assert response.json == {"status": "down", "checks": {"database": "ok", "redis": "down"}}
+
+
+def test_openapi_document_and_swagger_ui_are_served(client: FlaskClient) -> None:
+    spec = client.get("/openapi.json").json
+    assert spec["openapi"].startswith("3.")
+    for path in ("/auth/register", "/auth/login", "/auth/refresh", "/auth/me", "/health/ready"):
+        assert path in spec["paths"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert b"swagger" in docs.data.lower()
+
+
+class TestEveryErrorIsProblemJson:
+    def test_400_malformed_json(self, client: FlaskClient) -> None:
+        body = assert_problem(
+            client.post("/auth/login", data="{not json", content_type="application/json"), 400
+        )
+        assert "JSON" in body["detail"]
+
+    def test_401_no_token(self, client: FlaskClient) -> None:
+        response = client.get("/auth/me")
+        assert_problem(response, 401)
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+
+    def test_401_garbage_token(self, client: FlaskClient) -> None:
+        assert_problem(client.get("/auth/me", headers=bearer("not.a.jwt")), 401)
+
+    def test_403_not_activated(self, client: FlaskClient, accounts: Accounts) -> None:
+        accounts.register("pending@example.com")
+        response = client.post(
+            "/auth/login", json={"email": "pending@example.com", "password": PASSWORD}
+        )
+        assert_problem(response, 403)
+
+    def test_404_unknown_route(self, client: FlaskClient) -> None:
+        assert_problem(client.get("/no/such/page"), 404)
+
+    def test_405_wrong_method(self, client: FlaskClient) -> None:
+        response = client.delete("/health")
+        assert_problem(response, 405)
+        assert "GET" in response.headers["Allow"]
+
+    def test_409_duplicate(self, client: FlaskClient, accounts: Accounts) -> None:
+        accounts.register("twice@example.com")
+        response = client.post(
+            "/auth/register", json={"email": "Twice@Example.com ", "password": PASSWORD}
+        )
+        assert_problem(response, 409)
+
+    def test_413_body_too_large(self, app_factory: Callable[..., Flask]) -> None:
+        client = app_factory(MAX_CONTENT_LENGTH=1024).test_client()
+        response = client.post(
+            "/auth/login",
+            data=b'{"email": "' + b"a" * 4096 + b'"}',
+            content_type="application/json",
+        )
+        assert_problem(response, 413)
+
+    def test_415_wrong_content_type(self, client: FlaskClient) -> None:
+        response = client.post(
+            "/auth/login", data="email=a@b.c", content_type="application/x-www-form-urlencoded"
+        )
+        assert_problem(response, 415)
+
+    def test_422_carries_the_field_map(self, client: FlaskClient) -> None:
+        response = client.post(
+            "/auth/register", json={"email": "nope", "password": PASSWORD, "is_active": True}
+        )
+        body = assert_problem(response, 422)
+        assert body["errors"]["email"]
+        assert body["errors"]["is_active"] == ["Unknown field."]
+
+    def test_422_wrong_type(self, client: FlaskClient) -> None:
+        body = assert_problem(client.post("/auth/login", json={"email": 5, "password": ["x"]}), 422)
+        assert set(body["errors"]) == {"email", "password"}
+
+    def test_422_body_not_an_object(self, client: FlaskClient) -> None:
+        assert_problem(client.post("/auth/login", json=["a", "b"]), 422)
+
+    def test_429_too_many(self, app_factory: Callable[..., Flask]) -> None:
+        client = app_factory(RATELIMIT_ENABLED=True).test_client()
+        statuses = [
+            client.post("/auth/password/forgot", json={"email": "flood@example.com"}).status_code
+            for _ in range(4)
+        ]
+        assert statuses == [202, 202, 202, 429]
+        response = client.post("/auth/password/forgot", json={"email": "flood@example.com"})
+        assert_problem(response, 429)
+        assert int(response.headers["Retry-After"]) > 0
+
+    def test_500_is_json_without_a_trace(self, app: Flask) -> None:
+        @app.get("/boom")
+        def boom() -> None:
+            raise RuntimeError("secret internals")
+
+        app.config["PROPAGATE_EXCEPTIONS"] = False
+        body = assert_problem(app.test_client().get("/boom"), 500)
+        assert "secret internals" not in str(body)
+
+
+def test_migrations_match_the_models(app: Flask) -> None:
+    with app.app_context(), db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata
+        )
+    assert diff == []
+
+
+def test_email_is_stored_lower_case_by_the_database_rule(app: Flask) -> None:
+    with app.app_context():
+        group = db.session.scalar(sa.select(UserGroup))
+        db.session.add(User(email="Mixed@Example.com", password_hash="x", group=group))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.commit()
+
+
+class TestJobsRunAfterCommit:
+    def _queue_and(self, app: Flask, finish: str) -> None:
+        with app.app_context():
+            enqueue_after_commit(send_email, "someone@example.com", "Hello", "text", "<p>html</p>")
+            getattr(db.session, finish)()
+
+    def test_committed_job_is_sent_in_process(self, app: Flask, mailbox: Mailbox) -> None:
+        self._queue_and(app, "commit")
+        assert [m["Subject"] for m in mailbox.to("someone@example.com")] == ["Hello"]
+
+    def test_rolled_back_job_is_never_sent(self, app: Flask, mailbox: Mailbox) -> None:
+        self._queue_and(app, "rollback")
+        with app.app_context():
+            db.session.commit()  # a later commit must not send what was rolled back
+        assert mailbox.to("someone@example.com") == []
+
+    def test_committed_job_goes_through_rq(self, redis_app: Flask, mailbox: Mailbox) -> None:
+        self._queue_and(redis_app, "commit")
+        assert mailbox.to("someone@example.com") == []  # queued, not sent by the request
+        run_worker(redis_app)
+        assert [m["Subject"] for m in mailbox.to("someone@example.com")] == ["Hello"]
+
+    def test_rolled_back_job_never_reaches_rq(self, redis_app: Flask, mailbox: Mailbox) -> None:
+        self._queue_and(redis_app, "rollback")
+        run_worker(redis_app)
+        assert mailbox.to("someone@example.com") == []
+
+    def test_without_mail_server_the_email_is_printed_and_kept(
+        self, app_factory: Callable[..., Flask], capsys: pytest.CaptureFixture[str], tmp_path
+    ) -> None:
+        app = app_factory(MAIL_SERVER=None, MAIL_OUTBOX_DIR=str(tmp_path / "box"))
+        self._queue_and(app, "commit")
+        assert "Hello" in capsys.readouterr().out
+        saved = list((tmp_path / "box").glob("*.eml"))
+        assert len(saved) == 1
+        assert b"someone@example.com" in saved[0].read_bytes()
+
+
+class TestConfiguration:
+    def test_production_refuses_default_secrets_sqlite_and_no_redis(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from app import create_app
+
+        monkeypatch.setenv("APP_ENV", "production")
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+            monkeypatch.delenv(name, raising=False)
+        with pytest.raises(ConfigError) as info:
+            create_app()
+        message = str(info.value)
+        for name in ("SECRET_KEY", "JWT_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+            assert name in message
+
+    def test_production_starts_with_safe_settings(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from app import create_app
+
+        monkeypatch.setenv("APP_ENV", "production")
+        monkeypatch.setenv("SECRET_KEY", "s" * 40)
+        monkeypatch.setenv("JWT_SECRET_KEY", "j" * 40)
+        monkeypatch.setenv("DATABASE_URL", "postgresql://user@db.invalid/accounts")
+        monkeypatch.setenv("REDIS_URL", "redis://redis.invalid:6379/0")
+        app = create_app()
+        assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg2://")
+
+    def test_bad_number_names_the_setting(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from app import create_app
+
+        monkeypatch.setenv("ACTIVATION_TOKEN_TTL", "a day")
+        with pytest.raises(ConfigError, match="ACTIVATION_TOKEN_TTL"):
+            create_app()
+
+
+class TestCommandLine:
+    def test_seed_groups_is_idempotent(self, app: Flask) -> None:
+        runner = app.test_cli_runner()
+        first = runner.invoke(args=["seed-groups"])
+        second = runner.invoke(args=["seed-groups"])
+        assert first.exit_code == 0 and second.exit_code == 0
+        assert "already present" in second.output
+        with app.app_context():
+            assert sorted(db.session.scalars(sa.select(UserGroup.name))) == [
+                "ADMIN",
+                "MODERATOR",
+                "USER",
+            ]
+
+    def test_create_admin_creates_an_active_admin_who_can_log_in(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "Boss@Example.com", "--password", PASSWORD]
+        )
+        assert result.exit_code == 0, result.output
+        tokens = client.post(
+            "/auth/login", json={"email": "boss@example.com", "password": PASSWORD}
+        ).json
+        me = client.get("/auth/me", headers=bearer(tokens["access_token"])).json
+        assert me["group"] == "ADMIN" and me["is_active"] is True
+
+    def test_create_admin_prompts_for_the_password(self, app: Flask) -> None:
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "prompted@example.com"],
+            input=f"{PASSWORD}\n{PASSWORD}\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert "created admin prompted@example.com" in result.output
+
+    def test_create_admin_promotes_and_activates_an_existing_user(
+        self, app: Flask, accounts: Accounts
+    ) -> None:
+        accounts.register("member@example.com")
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "member@example.com", "--password", "whatever"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "promoted" in result.output
+        me = accounts.client.get(
+            "/auth/me", headers=bearer(accounts.login("member@example.com")["access_token"])
+        ).json
+        assert me["group"] == "ADMIN"
+
+    def test_create_admin_refuses_a_weak_password(self, app: Flask) -> None:
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "weak@example.com", "--password", "password"]
+        )
+        assert result.exit_code != 0
+        assert "guess" in result.output
+
+    def test_cleanup_tokens_deletes_only_expired_ones(self, app: Flask, accounts: Accounts) -> None:
+        accounts.register("old@example.com")
+        accounts.register("new@example.com")
+        with app.app_context():
+            old = db.session.scalar(sa.select(User).where(User.email == "old@example.com"))
+            token = db.session.scalar(
+                sa.select(ActivationToken).where(ActivationToken.user_id == old.id)
+            )
+            token.expires_at = utcnow() - timedelta(seconds=1)
+            db.session.add(
+                RefreshToken(
+                    jti="x", user_id=old.id, family_id="f", expires_at=utcnow() - timedelta(days=1)
+                )
+            )
+            db.session.commit()
+        result = app.test_cli_runner().invoke(args=["cleanup-tokens"])
+        assert result.exit_code == 0
+        assert "activation: 1 deleted" in result.output
+        assert "refresh: 1 deleted" in result.output
+        with app.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(ActivationToken)) == 1
