@@ -55,7 +55,8 @@ def unavailable(what: str, error: Exception) -> None:
 # --- database -----------------------------------------------------------------------------
 
 
-def _postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def create_postgres_database(name: str) -> str:
+    """Drop and create an empty database; return its URL."""
     server = sa.create_engine(
         f"{PG_SERVER_URL}/postgres",
         isolation_level="AUTOCOMMIT",
@@ -63,13 +64,13 @@ def _postgres_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     try:
         with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{PG_DATABASE}"'))
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     except sa.exc.OperationalError as exc:
         unavailable("PostgreSQL", exc)
     finally:
         server.dispose()
-    return f"{PG_SERVER_URL}/{PG_DATABASE}"
+    return f"{PG_SERVER_URL}/{name}"
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -78,7 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'accounts.sqlite3'}"
     else:
-        url = _postgres_url(tmp_path_factory)
+        url = create_postgres_database(PG_DATABASE)
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     with app.app_context():
         upgrade()

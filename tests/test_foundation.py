@@ -17,7 +17,7 @@ from app.extensions import db
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
 from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
-from tests.conftest import PASSWORD, Accounts, Mailbox, bearer, run_worker
+from tests.conftest import PASSWORD, PG_DATABASE, Accounts, Mailbox, bearer, run_worker
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
 
@@ -313,3 +313,34 @@ class TestCommandLine:
         assert "refresh: 1 deleted" in result.output
         with app.app_context():
             assert db.session.scalar(sa.select(sa.func.count()).select_from(ActivationToken)) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_downgrade_base_undoes_the_migrations_and_upgrade_redoes_them(
+    backend: str, tmp_path
+) -> None:
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from tests.conftest import create_postgres_database
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    else:
+        url = create_postgres_database(PG_DATABASE + "_migrations")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
+    with app.app_context():
+        upgrade()
+        assert "users" in sa.inspect(db.engine).get_table_names()
+        downgrade(revision="base")
+        assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
+        upgrade()
+        tables = set(sa.inspect(db.engine).get_table_names())
+        assert {
+            "user_groups",
+            "users",
+            "user_profiles",
+            "activation_tokens",
+            "refresh_tokens",
+        } <= tables
+        db.engine.dispose()
