@@ -12,7 +12,8 @@ from rq_scheduler import Scheduler
 from app.jobs.cleanup import delete_expired_tokens
 from app.jobs.queue import QUEUE_NAME, redis_connection
 
-CLEANUP_JOB_ID = "accounts:cleanup-expired-tokens"
+# RQ 2 accepts only letters, digits, "_" and "-" in a job id.
+CLEANUP_JOB_ID = "accounts-cleanup-expired-tokens"
 
 
 def make_scheduler(app: Flask, interval: int = 60) -> Scheduler:
