@@ -39,8 +39,10 @@ worker: install
 scheduler: install
 	$(BIN)/flask rq scheduler
 
+# The RQ dashboard on http://127.0.0.1:9181 (no authentication, so never on 0.0.0.0 here).
+DASHBOARD_PORT ?= 9181
 dashboard: install
-	$(BIN)/rq-dashboard --bind 127.0.0.1 --port 9181 --redis-url $${REDIS_URL:-redis://127.0.0.1:6379/0}
+	$(BIN)/rq-dashboard --bind 127.0.0.1 --port $(DASHBOARD_PORT) --redis-url $${REDIS_URL:-redis://127.0.0.1:6379/0}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -6,14 +6,13 @@ import click
 import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
-from rq import Worker
 
 from app.auth import passwords
 from app.errors import DomainError
 from app.extensions import db
 from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.queue import get_queue, redis_connection
 from app.jobs.schedule import make_scheduler, register_cleanup
+from app.jobs.worker import run_worker
 from app.models import GroupName, User, UserGroup, UserProfile
 from app.schemas import NormalisedEmail
 
@@ -86,21 +85,31 @@ def cleanup_tokens_command() -> None:
         click.echo(f"{kind}: {count} deleted")
 
 
+def _app_with_redis() -> Flask:
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    if not app.config["REDIS_URL"]:
+        # Without it the queue would be redis://localhost by accident, or a traceback.
+        raise click.UsageError("REDIS_URL is not set: the worker and scheduler need Redis.")
+    return app
+
+
 @rq_cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def rq_worker_command(burst: bool) -> None:
-    """Run an RQ worker for this service's queue; jobs run inside the app context."""
-    worker = Worker([get_queue()], connection=redis_connection())
-    worker.work(burst=burst, with_scheduler=True)
+    """Run an RQ worker for this service's queue; each job runs in a fresh app context."""
+    run_worker(_app_with_redis(), burst=burst)
 
 
 @rq_cli.command("scheduler")
 @click.option("--burst", is_flag=True, help="Move due jobs once, then stop.")
 def rq_scheduler_command(burst: bool) -> None:
     """Run rq-scheduler with the periodic token cleanup registered once."""
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = _app_with_redis()
     scheduler = make_scheduler(app)
-    register_cleanup(scheduler, app.config["TOKEN_CLEANUP_INTERVAL"])
+    if register_cleanup(scheduler, app.config["TOKEN_CLEANUP_INTERVAL"]):
+        click.echo(f"token cleanup scheduled every {app.config['TOKEN_CLEANUP_INTERVAL']} s")
+    else:
+        click.echo("token cleanup already scheduled")
     scheduler.run(burst=burst)
 
 

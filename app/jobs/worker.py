@@ -1,0 +1,61 @@
+"""RQ workers that run every job inside a fresh application context.
+
+A fresh context per job, rather than the one the `flask` command pushed, means Flask's
+teardown removes the SQLAlchemy session after each job: one job's identity map or
+unfinished transaction never leaks into the next.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from rq import Queue, SimpleWorker, Worker
+from rq.job import Job
+
+from app.extensions import db
+from app.jobs.queue import get_queue, redis_connection
+
+
+class _AppContextWorker:
+    app: Flask
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        with self.app.app_context():
+            return super().perform_job(job, queue)  # type: ignore[misc]
+
+
+class AppWorker(_AppContextWorker, Worker):
+    """The production worker: forks a work horse per job, as RQ does by default."""
+
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # The forked horse inherits the parent's connection pool; two processes talking over
+        # one PostgreSQL socket corrupt each other's protocol state. close=False leaves the
+        # parent's connections open for the parent and gives the horse its own.
+        with self.app.app_context():
+            db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
+
+
+class AppSimpleWorker(_AppContextWorker, SimpleWorker):
+    """Runs jobs in its own process (tests, debugging); same app context per job."""
+
+    def __init__(self, *args: Any, app: Flask, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app = app
+
+
+def make_worker(app: Flask, *, fork: bool = True) -> Worker | SimpleWorker:
+    worker_class = AppWorker if fork else AppSimpleWorker
+    return worker_class([get_queue(app)], connection=redis_connection(app), app=app)
+
+
+def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:
+    """Work the service's queue. with_scheduler=True matters: RQ schedules a retry with an
+    interval in its ScheduledJobRegistry, and only a worker running its scheduler moves it
+    back to the queue when it is due (in burst mode: once, at start)."""
+    return make_worker(app, fork=fork).work(burst=burst, with_scheduler=True)
