@@ -89,7 +89,9 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("JWT_DECODE_ALGORITHMS", ["HS256"])
     config.setdefault("JWT_ERROR_MESSAGE_KEY", "detail")
     config.setdefault("MAX_CONTENT_LENGTH", 6 * 1024 * 1024)
-    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    # hide_parameters: bound values (password hashes, token hashes, emails) stay out of SQL
+    # logging and out of the text of database errors, which `errors.py` logs.
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "hide_parameters": True})
     config.setdefault("API_TITLE", "Cinema accounts API")
     config.setdefault("API_VERSION", "1.0.0")
     config.setdefault("OPENAPI_VERSION", "3.0.3")

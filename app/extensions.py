@@ -12,6 +12,8 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import CursorResult, Executable, MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from app.errors import ProblemResponses, ProblemSchema
+
 
 class Base(DeclarativeBase):
     # Named constraints so that migrations can alter them on every backend (SQLite included).
@@ -38,5 +40,13 @@ def rows_changed(statement: Executable) -> int:
 migrate = Migrate()
 jwt = JWTManager()
 mail = Mail()
-api = Api()
+
+
+class ProblemApi(Api):  # type: ignore[misc]
+    # flask-smorest's own error body ("Error") would otherwise be published unused.
+    ERROR_SCHEMA = ProblemSchema
+
+
+# Every error response in /openapi.json is the problem body the server sends.
+api = ProblemApi(spec_kwargs={"extra_plugins": [ProblemResponses()]})
 limiter = Limiter(key_func=get_remote_address)

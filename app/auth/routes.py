@@ -71,6 +71,7 @@ _TOKEN_QUERY = {
 @limiter.limit("5/hour", key_func=_body_email)
 @blp.arguments(schemas.CredentialsSchema)
 @blp.response(201, UserSchema)
+@blp.alt_response(429, description="Too many requests; retry after Retry-After")
 @blp.alt_response(409, description="Email already registered")
 def register(body: dict[str, str]) -> Any:
     """Create an inactive account and email its activation link."""
@@ -103,6 +104,7 @@ def activate(body: dict[str, str]) -> dict[str, str]:
 @limiter.limit("3/hour", key_func=_body_email)
 @blp.arguments(schemas.EmailSchema)
 @blp.response(202, DetailSchema)
+@blp.alt_response(429, description="Too many requests; retry after Retry-After")
 def resend_activation(body: dict[str, str]) -> dict[str, str]:
     """Send a new activation link; the same answer whatever the email."""
     service.resend_activation(body["email"])
@@ -114,6 +116,7 @@ def resend_activation(body: dict[str, str]) -> dict[str, str]:
 @limiter.limit("5/minute;20/hour", key_func=_body_email, deduct_when=_failed)
 @blp.arguments(schemas.CredentialsSchema)
 @blp.response(200, schemas.TokenPairSchema)
+@blp.alt_response(429, description="Too many requests; retry after Retry-After")
 @blp.alt_response(401, description="Wrong email or password")
 @blp.alt_response(403, description="Account not activated")
 def login(body: dict[str, str]) -> dict[str, Any]:
@@ -158,6 +161,7 @@ def change_password(body: dict[str, str]) -> None:
 @limiter.limit("3/hour", key_func=_body_email)
 @blp.arguments(schemas.EmailSchema)
 @blp.response(202, DetailSchema)
+@blp.alt_response(429, description="Too many requests; retry after Retry-After")
 def forgot_password(body: dict[str, str]) -> dict[str, str]:
     """Email a reset link to an active account; the same answer whatever the email."""
     service.forgot_password(body["email"])

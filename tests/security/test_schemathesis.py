@@ -1,0 +1,77 @@
+"""Checklist item 26: Schemathesis over the served /openapi.json, in-process through WSGI.
+
+Every operation is called as a USER and as an ADMIN with every default check on, so the
+document must describe exactly what the server answers (status codes, content types,
+bodies, headers), refuse what it calls invalid, and refuse missing credentials.
+
+It runs on PostgreSQL only: that is the production database, and the failures that only a
+strict database shows (NUL bytes in text, integers past 32 bits, …) are found there; the
+same code on SQLite doubles the time and adds no defect class.
+"""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from flask import Flask
+from schemathesis import Case
+
+from tests.conftest import Accounts
+
+MAX_EXAMPLES = 30
+# positive_data_acceptance expects schema-valid requests to succeed. These operations refuse
+# well-formed data by rules of the contract that JSON Schema cannot state (a token we issued,
+# the current password, zxcvbn's guessability): they may also answer what the contract says.
+ACCEPTED = ["2xx", "3xx", "401", "403", "404", "409", "429"]
+REFUSALS_OF_WELL_FORMED_DATA = {
+    "POST /auth/register": ["422"],  # password too guessable or built from the email
+    "POST /auth/activate": ["400"],  # token unknown, spent or expired
+    "POST /auth/password/change": ["400", "422"],  # current password wrong; new one too weak
+    "POST /auth/password/reset": ["400", "422"],  # token unknown, spent or expired; too weak
+}
+
+
+@pytest.fixture(params=["USER", "ADMIN"])
+def role(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def api_schema(
+    request: pytest.FixtureRequest, app: Flask, accounts: Accounts, role: str
+) -> schemathesis.BaseSchema:
+    # schemathesis 4.32 reads `Node._nodeid`, which pytest 9.2 dropped for `nodeid`; give it back.
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+    address = f"{role.lower()}@example.com"
+    access_token = accounts.active_user(address)["access_token"]
+    accounts.set_group(app, address, role)
+    config = schemathesis.Config.from_dict(
+        {
+            "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
+            "operations": [
+                {
+                    "include-name": operation,
+                    "checks": {
+                        "positive_data_acceptance": {"expected-statuses": ACCEPTED + refusals}
+                    },
+                }
+                for operation, refusals in REFUSALS_OF_WELL_FORMED_DATA.items()
+            ],
+            # Explicit credentials: `ignored_auth` retries each 2xx without them, expecting 401.
+            "auth": {
+                "openapi": {"bearerAuth": {"bearer": access_token}},
+                "auto-signup": False,
+            },
+        }
+    )
+    return schemathesis.openapi.from_wsgi("/openapi.json", app, config=config)
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@schema.parametrize()
+def test_item_26_every_operation_keeps_the_documented_contract(case: Case) -> None:
+    case.call_and_validate()
