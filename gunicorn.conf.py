@@ -31,6 +31,9 @@ timeout = 30
 
 # Logs go to stdout/stderr, where Docker, systemd or the platform collects them.
 accesslog = "-"
+# The path without its query string (%(U)s, not the request line %(r)s): the activation and
+# reset links carry their token in the query, and tokens never go into a log line.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(D)sus'
 errorlog = "-"
 
 # X-Forwarded-* headers are trusted only from these addresses (the reverse proxy), so a client

@@ -60,6 +60,9 @@ def dispatch(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
                 func,
                 *args,
                 **kwargs,
+                # RQ logs a job's description, by default its call with the arguments; an
+                # email job's arguments carry a link token, which must not reach a log.
+                description=func.__name__,
                 retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
             )
         except Exception:

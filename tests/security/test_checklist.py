@@ -307,3 +307,19 @@ def test_item_19_no_password_token_or_hash_in_any_log_line(
     for name, secret in secrets.items():
         leaks = [line[:300] for line in lines if secret in line]
         assert not leaks, f"the {name} reached the logs: {leaks}"
+
+
+def test_item_19_the_worker_logs_no_link_token(
+    redis_app: Flask, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    from app.jobs.worker import run_worker
+
+    client = redis_app.test_client()
+    client.post("/auth/register", json={"email": "queued@example.com", "password": PASSWORD})
+    with caplog.at_level(logging.DEBUG):
+        run_worker(redis_app, burst=True, fork=False)
+    token = mailbox.last_token("queued@example.com")
+    # mail.log is the test's own SMTP server, which of course sees the email.
+    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail.log"))
+    assert "send_email" in ours  # the worker did log the job it ran…
+    assert token not in ours  # …but not the link it carried
