@@ -74,6 +74,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL") or None,
         "S3_BUCKET": env.get("S3_BUCKET") or None,
+        # The S3 address browsers can reach, when it differs from S3_ENDPOINT_URL.
+        "S3_PUBLIC_ENDPOINT_URL": env.get("S3_PUBLIC_ENDPOINT_URL") or None,
         "UPLOAD_DIR": str(instance / "uploads"),
     }
 

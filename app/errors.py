@@ -60,6 +60,16 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class ContentTooLarge(DomainError):
+    status = 413
+    title = "Content Too Large"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    title = "Unsupported Media Type"
+
+
 def problem(
     status: int,
     title: str,
