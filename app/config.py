@@ -90,7 +90,10 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("JWT_ALGORITHM", "HS256")
     config.setdefault("JWT_DECODE_ALGORITHMS", ["HS256"])
     config.setdefault("JWT_ERROR_MESSAGE_KEY", "detail")
-    config.setdefault("MAX_CONTENT_LENGTH", 6 * 1024 * 1024)
+    # Flask's own defaults already hold MAX_CONTENT_LENGTH = None (no limit): setdefault
+    # would keep that, so an unset or None limit is replaced here.
+    if config.get("MAX_CONTENT_LENGTH") is None:
+        config["MAX_CONTENT_LENGTH"] = 6 * 1024 * 1024
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     config.setdefault("API_TITLE", "Cinema accounts API")
     config.setdefault("API_VERSION", "1.0.0")
