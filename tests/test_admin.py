@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -514,3 +516,55 @@ def test_the_openapi_document_describes_the_admin_routes(client: FlaskClient) ->
     assert names == {"email", "group", "is_active", "page", "per_page"}
     for suffix in ("", "/activate", "/deactivate", "/change-group"):
         assert f"/admin/users/{{user_id}}{suffix}" in paths
+
+
+def test_two_admins_removing_each_other_at_once_leave_one(staff: Staff) -> None:
+    """The guard locks the active admin rows; hold that lock so both requests queue behind it."""
+    with staff.app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("row locks are PostgreSQL's; SQLite runs one writer at a time")
+        engine = db.engine
+    staff.accounts.set_group(staff.app, MODERATOR, "ADMIN")
+    first, second = staff.id_of(ADMIN), staff.id_of(MODERATOR)
+    results: dict[str, int] = {}
+
+    def deactivate(caller: str, target: int) -> None:
+        client = staff.app.test_client()
+        response = client.post(f"/admin/users/{target}/deactivate", headers=staff.headers(caller))
+        results[caller] = response.status_code
+
+    with engine.connect() as blocker:
+        blocker.execute(
+            sa.text("SELECT id FROM users WHERE id IN (:a, :b) FOR UPDATE"),
+            {"a": first, "b": second},
+        )
+        threads = [
+            threading.Thread(target=deactivate, args=(ADMIN, second)),
+            threading.Thread(target=deactivate, args=(MODERATOR, first)),
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 20
+        with engine.connect() as probe:
+            while time.monotonic() < deadline:
+                waiting = probe.scalar(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    )
+                )
+                if waiting == 2:
+                    break
+                time.sleep(0.05)
+            assert waiting == 2, "both requests should wait for the admin rows"
+        blocker.rollback()
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(results.values()) == [200, 409]
+    with staff.app.app_context():
+        active_admins = db.session.scalar(
+            sa.select(sa.func.count(User.id))
+            .join(User.group)
+            .where(UserGroup.name == GroupName.ADMIN, User.is_active.is_(True))
+        )
+    assert active_admins == 1
