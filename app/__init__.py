@@ -38,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     install_hooks()
 
     from app import admin, health, storage
+    from app.auth import profile_routes  # noqa: F401 - adds its routes to the auth blueprint
     from app.auth import routes as auth_routes
     from app.auth.guards import register_jwt_callbacks
     from app.cli import register_cli

@@ -74,6 +74,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL") or None,
         "S3_BUCKET": env.get("S3_BUCKET") or None,
+        # The S3 address browsers can reach, when it differs from S3_ENDPOINT_URL.
+        "S3_PUBLIC_ENDPOINT_URL": env.get("S3_PUBLIC_ENDPOINT_URL") or None,
         "UPLOAD_DIR": str(instance / "uploads"),
     }
 
@@ -88,7 +90,10 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("JWT_ALGORITHM", "HS256")
     config.setdefault("JWT_DECODE_ALGORITHMS", ["HS256"])
     config.setdefault("JWT_ERROR_MESSAGE_KEY", "detail")
-    config.setdefault("MAX_CONTENT_LENGTH", 6 * 1024 * 1024)
+    # Flask's own defaults already hold MAX_CONTENT_LENGTH = None (no limit): setdefault
+    # would keep that, so an unset or None limit is replaced here.
+    if config.get("MAX_CONTENT_LENGTH") is None:
+        config["MAX_CONTENT_LENGTH"] = 6 * 1024 * 1024
     # hide_parameters: bound values (password hashes, token hashes, emails) stay out of SQL
     # logging and out of the text of database errors, which `errors.py` logs.
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "hide_parameters": True})

@@ -63,6 +63,16 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class ContentTooLarge(DomainError):
+    status = 413
+    title = "Content Too Large"
+
+
+class UnsupportedMediaType(DomainError):
+    status = 415
+    title = "Unsupported Media Type"
+
+
 class ProblemSchema(Schema):
     """The RFC 9457 body of every error response, as `problem()` builds it."""
 

@@ -1,9 +1,80 @@
-"""HTTP layer of the admin blueprint."""
+"""HTTP layer of the admin blueprint: parse, call one use case, dump."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_smorest import Blueprint
+from marshmallow import RAISE
+
+from app.admin import schemas, service
+from app.auth.guards import BEARER, admin_required, current_account, moderator_required
+from app.schemas import UserSchema
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/admin", description="User management for moderators and admins"
 )
+
+_NOT_FOUND = "No user with this id"
+
+
+@blp.route("/users", methods=["GET"])
+@moderator_required
+# Unknown query parameters are refused like unknown body fields: a typo is not a filter.
+@blp.arguments(schemas.UserFilterSchema, location="query", unknown=RAISE)
+@blp.response(200, schemas.UserPageSchema)
+@blp.alt_response(403, description="Only moderators and admins")
+@blp.doc(security=BEARER)
+def list_users(query: dict[str, Any]) -> service.UserPage:
+    """Users in id order, filtered by email substring, group and state; paginated."""
+    user_filter = service.UserFilter(
+        email=query.get("email"), group=query.get("group"), is_active=query.get("is_active")
+    )
+    return service.list_users(user_filter, query["page"], query["per_page"])
+
+
+@blp.route("/users/<int:user_id>", methods=["GET"])
+@moderator_required
+@blp.response(200, UserSchema)
+@blp.alt_response(403, description="Only moderators and admins")
+@blp.alt_response(404, description=_NOT_FOUND)
+@blp.doc(security=BEARER)
+def get_user(user_id: int) -> Any:
+    """One user, with the profile."""
+    return service.get_user(user_id)
+
+
+@blp.route("/users/<int:user_id>/activate", methods=["POST"])
+@admin_required
+@blp.response(200, UserSchema)
+@blp.alt_response(403, description="Only admins")
+@blp.alt_response(404, description=_NOT_FOUND)
+@blp.doc(security=BEARER)
+def activate_user(user_id: int) -> Any:
+    """Activate the account (already active: unchanged); a pending activation link is spent."""
+    return service.activate_user(current_account(), user_id)
+
+
+@blp.route("/users/<int:user_id>/deactivate", methods=["POST"])
+@admin_required
+@blp.response(200, UserSchema)
+@blp.alt_response(403, description="Only admins")
+@blp.alt_response(404, description=_NOT_FOUND)
+@blp.alt_response(409, description="It would leave no active admin")
+@blp.doc(security=BEARER)
+def deactivate_user(user_id: int) -> Any:
+    """Deactivate the account; its refresh and access tokens stop working at once."""
+    return service.deactivate_user(current_account(), user_id)
+
+
+@blp.route("/users/<int:user_id>/change-group", methods=["POST"])
+@admin_required
+@blp.arguments(schemas.GroupChangeSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(403, description="Only admins")
+@blp.alt_response(404, description=_NOT_FOUND)
+@blp.alt_response(409, description="It would leave no active admin")
+@blp.doc(security=BEARER)
+def change_group(body: dict[str, Any], user_id: int) -> Any:
+    """Move the user to another group; it applies on the user's next request."""
+    return service.change_group(current_account(), user_id, body["group"])

@@ -1,0 +1,127 @@
+"""The use cases of user management: find users, (de)activate them, change their group.
+
+Each mutation is done by an admin, commits once and leaves an audit line naming the admin,
+the user and the change. The service always keeps at least one active ADMIN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from app.auth import tokens
+from app.auth.service import get_group
+from app.errors import Conflict, NotFound
+from app.extensions import db
+from app.log import audit
+from app.models import ActivationToken, GroupName, User, UserGroup
+
+
+@dataclass(frozen=True)
+class UserFilter:
+    email: str | None = None
+    group: GroupName | None = None
+    is_active: bool | None = None
+
+
+@dataclass(frozen=True)
+class UserPage:
+    items: list[User]
+    page: int
+    per_page: int
+    total: int
+
+
+def list_users(user_filter: UserFilter, page: int, per_page: int) -> UserPage:
+    """One page in id order: two queries (count, and the users with group and profile joined)."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    if user_filter.email is not None:
+        conditions.append(User.email.icontains(user_filter.email, autoescape=True))
+    if user_filter.group is not None:
+        conditions.append(User.group.has(UserGroup.name == user_filter.group))
+    if user_filter.is_active is not None:
+        conditions.append(User.is_active.is_(user_filter.is_active))
+    total = db.session.scalar(sa.select(sa.func.count(User.id)).where(*conditions)) or 0
+    items = db.session.scalars(
+        sa.select(User)
+        .where(*conditions)
+        .order_by(User.id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return UserPage(list(items), page, per_page, total)
+
+
+def get_user(user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"No user with id {user_id}.")
+    return user
+
+
+def activate_user(admin: User, user_id: int) -> User:
+    """Activate the account; any pending activation link is spent, so it cannot be replayed."""
+    user = get_user(user_id)
+    was_active = user.is_active
+    user.is_active = True
+    db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
+    db.session.commit()
+    _audit("admin_user_activated", admin, user, is_active=(was_active, True))
+    return user
+
+
+def deactivate_user(admin: User, user_id: int) -> User:
+    """Deactivate the account; every session ends at once (refresh and access tokens)."""
+    user = get_user(user_id)
+    _keep_an_active_admin(user, "Deactivating")
+    was_active = user.is_active
+    user.is_active = False
+    # Refresh tokens are revoked; access tokens fail because the user loader refuses
+    # inactive users and their login family is now revoked too.
+    tokens.revoke_user_sessions(user.id)
+    # An outstanding activation link must not undo the deactivation.
+    db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
+    db.session.commit()
+    _audit("admin_user_deactivated", admin, user, is_active=(was_active, False))
+    return user
+
+
+def change_group(admin: User, user_id: int, group: GroupName) -> User:
+    """Move the user to a group; guards read the stored group, so it applies on the next call."""
+    user = get_user(user_id)
+    previous = user.group.name
+    if group != GroupName.ADMIN:
+        _keep_an_active_admin(user, "Demoting")
+    user.group = get_group(group)
+    db.session.commit()
+    _audit("admin_group_changed", admin, user, group=(previous.value, group.value))
+    return user
+
+
+def _keep_an_active_admin(user: User, action: str) -> None:
+    """Refuse to take the last active ADMIN away.
+
+    Every active admin row is locked (PostgreSQL; SQLite runs one writer at a time), in id
+    order, so two admins removing each other at once cannot both pass this check: the
+    second waits, then sees the first one's change.
+    """
+    active_admin_ids = db.session.scalars(
+        sa.select(User.id)
+        .join(User.group)
+        .where(UserGroup.name == GroupName.ADMIN, User.is_active.is_(True))
+        .order_by(User.id)
+        .with_for_update(of=User)
+    ).all()
+    if list(active_admin_ids) == [user.id]:
+        raise Conflict(f"{action} this user would leave no active admin.")
+
+
+def _audit(event: str, admin: User, user: User, **change: tuple[Any, Any]) -> None:
+    audit(
+        event,
+        admin_id=admin.id,
+        target_id=user.id,
+        change={name: {"from": old, "to": new} for name, (old, new) in change.items()},
+    )
