@@ -348,3 +348,50 @@ class TestAccessTokens:
         accounts.set_group(app, "promoted@example.com", "MODERATOR")
         assert me(client, pair["access_token"]).json["group"] == "MODERATOR"
         assert "group" not in claims(pair["access_token"])  # nothing stale to trust
+
+
+AUTH_BODIES = {
+    "/auth/register": {"email": "a@example.com", "password": PASSWORD},
+    "/auth/activate": {"token": "t"},
+    "/auth/activate/resend": {"email": "a@example.com"},
+    "/auth/login": {"email": "a@example.com", "password": PASSWORD},
+    "/auth/refresh": {"refresh_token": "t"},
+    "/auth/logout": {"refresh_token": "t"},
+    "/auth/password/forgot": {"email": "a@example.com"},
+    "/auth/password/reset": {"token": "t", "new_password": PASSWORD},
+    "/auth/password/change": {"old_password": PASSWORD, "new_password": PASSWORD},
+}
+
+
+@pytest.mark.parametrize("path", sorted(AUTH_BODIES))
+class TestEveryAuthBodyIsChecked:
+    """Checklist 17: bad bodies get a problem answer, never a 500."""
+
+    @pytest.fixture
+    def headers(self, path: str, accounts: Accounts) -> dict[str, str]:
+        if path != "/auth/password/change":
+            return {}
+        return bearer(accounts.active_user("body@example.com")["access_token"])
+
+    def test_malformed_json_is_400(self, client: FlaskClient, path: str, headers) -> None:
+        response = client.post(path, data="{oops", content_type="application/json", headers=headers)
+        assert_problem(response, 400)
+
+    def test_wrong_content_type_is_415(self, client: FlaskClient, path: str, headers) -> None:
+        response = client.post(path, data="a=b", content_type="text/plain", headers=headers)
+        assert_problem(response, 415)
+
+    def test_unknown_field_is_422(self, client: FlaskClient, path: str, headers) -> None:
+        body = {**AUTH_BODIES[path], "is_admin": True}
+        errors = assert_problem(client.post(path, json=body, headers=headers), 422)["errors"]
+        assert errors == {"is_admin": ["Unknown field."]}
+
+    def test_wrong_types_are_422(self, client: FlaskClient, path: str, headers) -> None:
+        body = dict.fromkeys(AUTH_BODIES[path], 12)
+        errors = assert_problem(client.post(path, json=body, headers=headers), 422)["errors"]
+        assert set(errors) == set(AUTH_BODIES[path])
+
+    def test_a_list_instead_of_an_object_is_422(
+        self, client: FlaskClient, path: str, headers
+    ) -> None:
+        assert_problem(client.post(path, json=[1, 2], headers=headers), 422)
