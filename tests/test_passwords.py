@@ -82,6 +82,7 @@ class TestStrengthRule:
             "MarieCurie1867!",
             "eiruc.eiram polonium x",
             "curie_marie radium 1867",
+            "radium radium radium",
         ],
     )
     def test_passwords_built_from_the_email_are_refused(

@@ -96,10 +96,10 @@ def check_password_strength(password: str, email: str, field: str = "password") 
     words = _email_words(email)
     # The address's words add nothing against a targeted guess, so only the rest is judged.
     # (zxcvbn's own user_inputs miss them next to separators: "curie_marie radium 1867".)
-    rest = re.sub("|".join(map(re.escape, words)), " ", password, flags=re.IGNORECASE)
-    if words and rest != password:
+    rest = re.sub("|".join(map(re.escape, words)), " ", password, flags=re.I) if words else ""
+    if rest and rest != password:
         rest = _SEPARATORS.sub(" ", rest).strip()
-        if _guesses_log10(rest, [email])[0] < MIN_GUESSES_LOG10:
+        if not rest or _guesses_log10(rest, [email])[0] < MIN_GUESSES_LOG10:
             _refuse(field, EMAIL_MESSAGE)
     guesses, feedback = _guesses_log10(password, [email, *words])
     if guesses >= MIN_GUESSES_LOG10:
