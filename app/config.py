@@ -85,6 +85,9 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
+    # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
+    # process counts in memory until Redis answers again.
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     # Only the JSON body and the Authorization header carry tokens; no cookies, so no CSRF.
     config.setdefault("JWT_TOKEN_LOCATION", ["headers"])
     config.setdefault("JWT_ALGORITHM", "HS256")

@@ -127,12 +127,17 @@ def login(email: str, password: str) -> dict[str, Any]:
     return pair
 
 
-def refresh(refresh_token: str) -> dict[str, Any]:
+def _spend_refresh_token(refresh_token: str) -> RefreshToken:
+    """Mark the presented refresh token used and return its record.
+
+    A refresh token works once. Presented again (at refresh or at logout) it was stolen or
+    replayed, so every token of its login ("family") is revoked (RFC 9700 section 4.14.2).
+    """
     claims = tokens.decode_refresh_token(refresh_token)
     record = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
     if record is None or record.revoked_at is not None:
-        raise NotAuthenticated("The refresh token has been revoked; log in again.")
-    # Spend it atomically: of two concurrent refreshes with one token, one updates the row.
+        raise NotAuthenticated("The refresh token is not valid or has been revoked; log in again.")
+    # Spend it atomically: of two concurrent requests with one token, one updates the row.
     spent = rows_changed(
         sa.update(RefreshToken)
         .where(
@@ -143,13 +148,17 @@ def refresh(refresh_token: str) -> dict[str, Any]:
         .values(used_at=utcnow())
     )
     if spent != 1:
-        # A spent token presented again: it was stolen or replayed, so the whole login ends.
         tokens.revoke_family(record.family_id)
         db.session.commit()
         audit("refresh_token_reuse_detected", user_id=record.user_id, family=record.family_id)
         raise NotAuthenticated(
             "The refresh token was already used; every session of this login is revoked."
         )
+    return record
+
+
+def refresh(refresh_token: str) -> dict[str, Any]:
+    record = _spend_refresh_token(refresh_token)
     user = db.session.get(User, record.user_id)
     if user is None or not user.is_active:
         db.session.rollback()
@@ -158,15 +167,12 @@ def refresh(refresh_token: str) -> dict[str, Any]:
         user, family_id=record.family_id, family_expires_at=record.expires_at
     )
     db.session.commit()
-    audit("token_refreshed", user_id=user.id)
+    audit("token_refreshed", user_id=user.id, family=record.family_id)
     return pair
 
 
 def logout(refresh_token: str, access_token: str | None) -> None:
-    claims = tokens.decode_refresh_token(refresh_token)
-    record = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
-    if record is None or record.revoked_at is not None:
-        raise NotAuthenticated("The refresh token is not valid.")
+    record = _spend_refresh_token(refresh_token)
     tokens.revoke_family(record.family_id)
     if access_token:
         # The access token may be of another login of the same user; end that one too.
@@ -179,7 +185,7 @@ def logout(refresh_token: str, access_token: str | None) -> None:
         ):
             tokens.revoke_family(access_claims["fam"])
     db.session.commit()
-    audit("logged_out", user_id=record.user_id)
+    audit("logged_out", user_id=record.user_id, family=record.family_id)
 
 
 def change_password(user: User, old_password: str, new_password: str) -> None:

@@ -68,7 +68,8 @@ def issue_token_pair(
     now = utcnow()
     if family_expires_at is None:
         family_expires_at = now + timedelta(seconds=config["JWT_REFRESH_TOKEN_EXPIRES"])
-    access_ttl = timedelta(seconds=config["JWT_ACCESS_TOKEN_EXPIRES"])
+    # An access token never outlives its login: near the end of the family it is shorter.
+    access_ttl = min(timedelta(seconds=config["JWT_ACCESS_TOKEN_EXPIRES"]), family_expires_at - now)
     claims = {"fam": family_id}
     identity = str(user.id)
     access_token = create_access_token(
@@ -89,7 +90,7 @@ def issue_token_pair(
         "access_token": access_token,
         "refresh_token": refresh_token,
         "token_type": "bearer",
-        "expires_in": config["JWT_ACCESS_TOKEN_EXPIRES"],
+        "expires_in": int(access_ttl.total_seconds()),
     }
 
 

@@ -64,6 +64,9 @@ def dispatch(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
                 # email job's arguments carry a link token, which must not reach a log.
                 description=func.__name__,
                 retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
+                # RQ's default description quotes the arguments, and the worker logs it:
+                # an email body holds a link secret, so name the job without them.
+                description=f"{func.__module__}.{func.__qualname__}",
             )
         except Exception:
             log.exception("job_enqueue_failed", extra={"job": func.__name__})

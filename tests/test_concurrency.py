@@ -1,0 +1,79 @@
+"""Races the database must decide: one email, one refresh token (PostgreSQL only).
+
+SQLite serialises writers on a file lock, so only PostgreSQL shows what concurrent
+transactions do. Each thread has its own test client of the same app, as each gunicorn
+thread would have its own request.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from app.extensions import db
+from app.models import User
+from tests.conftest import PASSWORD, Accounts
+
+
+@pytest.fixture(autouse=True)
+def postgres_only(database_url: str) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("concurrent transactions need PostgreSQL")
+
+
+def at_once(app: Flask, requests: list[Callable[[Any], Any]]) -> list[int]:
+    """Start every request at the same moment, each from its own client; return the statuses."""
+    barrier = threading.Barrier(len(requests))
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def run(request: Callable[[Any], Any]) -> None:
+        client = app.test_client()
+        barrier.wait()
+        status = request(client).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(statuses)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_registrations_of_one_email_give_one_201_and_one_409(app: Flask, attempt: int) -> None:
+    email = f"race{attempt}@example.com"
+    statuses = at_once(
+        app,
+        [
+            lambda c: c.post("/auth/register", json={"email": email, "password": PASSWORD}),
+            lambda c: c.post("/auth/register", json={"email": email.upper(), "password": PASSWORD}),
+        ],
+    )
+    assert statuses == [201, 409]
+    with app.app_context():
+        count = db.session.scalar(
+            sa.select(sa.func.count()).select_from(User).where(User.email == email)
+        )
+    assert count == 1
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_two_refreshes_with_one_token_let_at_most_one_through(
+    app: Flask, accounts: Accounts, attempt: int
+) -> None:
+    pair = accounts.active_user(f"twin{attempt}@example.com")
+    token = pair["refresh_token"]
+    statuses = at_once(
+        app,
+        [lambda c: c.post("/auth/refresh", json={"refresh_token": token})] * 2,
+    )
+    assert statuses.count(200) <= 1
+    assert set(statuses) <= {200, 401}

@@ -1,0 +1,117 @@
+"""Rate limits on the guessable endpoints: per account (email) and per client address."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from redis import Redis
+
+from tests.conftest import PASSWORD, Accounts, Mailbox
+from tests.test_foundation import assert_problem
+
+WRONG = "a wrong password for sure"
+
+
+def from_address(address: str) -> dict:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def assert_429(response) -> None:
+    body = assert_problem(response, 429)
+    assert "Retry-After" in body["detail"]
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.fixture
+def limited(app_factory: Callable[..., Flask]) -> FlaskClient:
+    return app_factory(RATELIMIT_ENABLED=True).test_client()
+
+
+class TestLogin:
+    def test_failures_for_one_account_from_many_addresses_get_429(
+        self, limited: FlaskClient, mailbox: Mailbox
+    ) -> None:
+        Accounts(limited, mailbox).active_user("target@example.com")
+        for n in range(5):
+            response = limited.post(
+                "/auth/login",
+                json={"email": "target@example.com", "password": WRONG},
+                **from_address(f"10.0.0.{n}"),
+            )
+            assert response.status_code == 401
+        blocked = limited.post(
+            "/auth/login",
+            json={"email": "Target@Example.com", "password": PASSWORD},
+            **from_address("10.0.1.1"),
+        )
+        assert_429(blocked)  # even the right password waits: the guessing is stopped
+
+    def test_successful_logins_do_not_count(self, limited: FlaskClient, mailbox: Mailbox) -> None:
+        accounts = Accounts(limited, mailbox)
+        accounts.active_user("regular@example.com")
+        for _ in range(7):
+            accounts.login("regular@example.com")
+
+    def test_failures_from_one_address_over_many_accounts_get_429(
+        self, limited: FlaskClient
+    ) -> None:
+        for n in range(20):
+            response = limited.post(
+                "/auth/login",
+                json={"email": f"spray{n}@example.com", "password": WRONG},
+                **from_address("10.9.9.9"),
+            )
+            assert response.status_code == 401
+        assert_429(
+            limited.post(
+                "/auth/login",
+                json={"email": "spray-last@example.com", "password": WRONG},
+                **from_address("10.9.9.9"),
+            )
+        )
+        other = limited.post(
+            "/auth/login",
+            json={"email": "spray-last@example.com", "password": WRONG},
+            **from_address("10.9.9.10"),
+        )
+        assert other.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/auth/password/forgot", "/auth/activate/resend"])
+class TestEmailSenders:
+    def test_per_email_whatever_the_address(self, limited: FlaskClient, path: str) -> None:
+        for n in range(3):
+            response = limited.post(
+                path, json={"email": "flooded@example.com"}, **from_address(f"10.1.0.{n}")
+            )
+            assert response.status_code == 202
+        assert_429(
+            limited.post(path, json={"email": " FLOODED@example.com"}, **from_address("10.1.1.1"))
+        )
+        assert limited.post(path, json={"email": "calm@example.com"}).status_code == 202
+
+    def test_per_address_whatever_the_email(self, limited: FlaskClient, path: str) -> None:
+        for n in range(20):
+            response = limited.post(
+                path, json={"email": f"many{n}@example.com"}, **from_address("10.2.2.2")
+            )
+            assert response.status_code == 202
+        assert_429(
+            limited.post(path, json={"email": "one-more@example.com"}, **from_address("10.2.2.2"))
+        )
+
+
+def test_the_counter_lives_in_redis_shared_by_every_process(
+    app_factory: Callable[..., Flask], redis_url: str
+) -> None:
+    """Two app instances stand for two gunicorn processes: what one counts, the other sees."""
+    first = app_factory(RATELIMIT_ENABLED=True, REDIS_URL=redis_url).test_client()
+    for _ in range(3):
+        response = first.post("/auth/password/forgot", json={"email": "shared@example.com"})
+        assert response.status_code == 202
+    second = app_factory(RATELIMIT_ENABLED=True, REDIS_URL=redis_url).test_client()
+    assert_429(second.post("/auth/password/forgot", json={"email": "shared@example.com"}))
+    assert Redis.from_url(redis_url).keys("*accounts-limits*")
