@@ -2,6 +2,8 @@
 
 from typing import Any, cast
 
+import flask_smorest
+from flask import Request
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -9,8 +11,12 @@ from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
+from marshmallow import Schema
+from marshmallow.utils import missing
 from sqlalchemy import CursorResult, Executable, MetaData
 from sqlalchemy.orm import DeclarativeBase
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import BadRequest
 
 from app.errors import ProblemResponses, ProblemSchema
 
@@ -35,6 +41,22 @@ def rows_changed(statement: Executable) -> int:
     """Run an UPDATE or DELETE in the current session; return how many rows it changed."""
     result = cast(CursorResult[Any], db.session.execute(statement))
     return result.rowcount
+
+
+class JSONBodyParser(FlaskParser):
+    """webargs reads a missing JSON body as `{}`, which an all-optional schema (the profile
+    PATCH) would accept as a request that changes nothing. A body is required unless the
+    schema says `OPTIONAL_BODY = True` (the refresh token may come in a header instead)."""
+
+    def load_json(self, req: Request, schema: Schema) -> Any:
+        data = super().load_json(req, schema)
+        if data is missing and not getattr(schema, "OPTIONAL_BODY", False):
+            raise BadRequest("This request needs a JSON body (Content-Type: application/json).")
+        return data
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    ARGUMENTS_PARSER = JSONBodyParser()
 
 
 migrate = Migrate()

@@ -7,10 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 
-from app.extensions import db
+from app.extensions import Blueprint, db
 from app.jobs.queue import redis_connection
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")

@@ -12,10 +12,9 @@ from typing import Protocol
 import boto3
 from botocore.config import Config
 from flask import Flask, Response, current_app, send_file
-from flask_smorest import Blueprint
 from werkzeug.exceptions import NotFound
 
-from app.extensions import api
+from app.extensions import Blueprint, api
 
 # Presigned URLs are handed to browsers inside profiles; a short life limits a leaked link.
 PRESIGNED_URL_TTL = 3600

@@ -396,3 +396,14 @@ def test_s3_public_endpoint_signs_urls_browsers_can_reach(
     fetched = http_get(url)
     assert fetched.status == 200
     assert Image.open(io.BytesIO(fetched.body)).format == "WEBP"
+
+
+def test_a_text_field_beside_the_avatar_is_422_and_stores_nothing(uploader: Uploader) -> None:
+    response = uploader.client.put(
+        "/auth/me/avatar",
+        data={"avatar": (io.BytesIO(image_bytes("PNG")), "me.png"), "comment": "hi"},
+        headers=uploader.headers,
+    )
+    body = assert_problem(response, 422)
+    assert body["errors"] == {"comment": ["Unknown field."]}
+    assert uploader.backend.keys() == set()

@@ -166,3 +166,13 @@ def test_the_openapi_document_describes_the_profile_routes(client: FlaskClient) 
         "format": "binary",
         "description": "A PNG, JPEG or WebP image of at most 5 MiB",
     }
+
+
+def test_a_request_without_a_body_is_400_and_changes_nothing(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    client.patch("/auth/me/profile", json={"first_name": "Ada"}, headers=headers)
+    response = client.patch("/auth/me/profile", headers=headers)
+    assert_problem(response, 400)
+    assert "JSON body" in response.json["detail"]
+    assert me(client, headers)["profile"]["first_name"] == "Ada"

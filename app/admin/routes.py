@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
 from marshmallow import RAISE
 
 from app.admin import schemas, service
 from app.auth.guards import BEARER, admin_required, current_account, moderator_required
+from app.extensions import Blueprint
 from app.schemas import UserSchema
 
 blp = Blueprint(

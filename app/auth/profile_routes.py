@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import request
 from marshmallow import RAISE
 from werkzeug.datastructures import FileStorage
 
@@ -11,6 +12,7 @@ from app.auth import profile
 from app.auth.guards import BEARER, current_account, login_required
 from app.auth.profile_schemas import AvatarUploadSchema, ProfileUpdateSchema
 from app.auth.routes import blp
+from app.errors import InvalidInput
 from app.schemas import ProfileSchema
 
 
@@ -33,6 +35,10 @@ def update_profile(changes: dict[str, Any]) -> Any:
 @blp.doc(security=BEARER)
 def put_avatar(files: dict[str, FileStorage]) -> Any:
     """Upload an avatar; it is stored re-encoded as WebP, at most 512x512, without metadata."""
+    if request.form:  # the schema reads the files; a stray text field is unknown all the same
+        raise InvalidInput(
+            "The form has unknown fields.", errors={k: ["Unknown field."] for k in request.form}
+        )
     return profile.set_avatar(current_account(), files["avatar"].stream)
 
 

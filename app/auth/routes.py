@@ -7,12 +7,11 @@ from typing import Any
 
 from flask import Response, make_response, render_template, request
 from flask_limiter.util import get_remote_address
-from flask_smorest import Blueprint
 
 from app.auth import schemas, service
 from app.auth.guards import BEARER, current_account, login_required
 from app.errors import NotAuthenticated
-from app.extensions import limiter
+from app.extensions import Blueprint, limiter
 from app.schemas import DetailSchema, UserSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, login and tokens")
@@ -125,7 +124,7 @@ def login(body: dict[str, str]) -> dict[str, Any]:
 
 
 @blp.route("/refresh", methods=["POST"])
-@blp.arguments(schemas.RefreshTokenSchema)
+@blp.arguments(schemas.RefreshTokenSchema, required=False)
 @blp.response(200, schemas.TokenPairSchema)
 @blp.alt_response(401, description="Unknown, expired, revoked or spent refresh token")
 def refresh(body: dict[str, str]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class TokenSchema(Schema):
 
 
 class RefreshTokenSchema(Schema):
+    OPTIONAL_BODY = True  # the token may come as `Authorization: Bearer <refresh token>`
     refresh_token = fields.String(load_only=True, validate=validate.Length(min=1, max=4096))
 
 

@@ -60,9 +60,6 @@ def dispatch(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
                 func,
                 *args,
                 **kwargs,
-                # RQ logs a job's description, by default its call with the arguments; an
-                # email job's arguments carry a link token, which must not reach a log.
-                description=func.__name__,
                 retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
                 # RQ's default description quotes the arguments, and the worker logs it:
                 # an email body holds a link secret, so name the job without them.
