@@ -118,6 +118,8 @@ def machine_description() -> dict[str, str]:
         "cpu": cpu,
         "python": platform.python_version(),
         "kernel": platform.release(),
+        # Other work on the machine skews every figure; this shows how busy it was at the start.
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
     }
 
 
