@@ -157,8 +157,9 @@ def refresh(refresh_token: str) -> dict[str, Any]:
     pair = tokens.issue_token_pair(
         user, family_id=record.family_id, family_expires_at=record.expires_at
     )
+    user_id = user.id  # read before the commit expires it, or the audit line reloads the user
     db.session.commit()
-    audit("token_refreshed", user_id=user.id)
+    audit("token_refreshed", user_id=user_id)
     return pair
 
 
