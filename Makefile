@@ -42,5 +42,10 @@ scheduler: install
 dashboard: install
 	$(BIN)/rq-dashboard --bind 127.0.0.1 --port 9181 --redis-url $${REDIS_URL:-redis://127.0.0.1:6379/0}
 
+# Throughput and latency figures against PostgreSQL, Redis (db 10), gunicorn, an RQ worker and
+# an SMTP server; needs wrk. It cleans up after itself; see bench/run.py and bench/RESULTS.md.
+bench: install
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
