@@ -16,8 +16,9 @@ What it does, from a fresh clone after `make install`, in a few minutes:
    token per user and a pool of single-use refresh tokens.
 4. Times one argon2 verify (`app.auth.passwords.verify_password`) on the idle machine.
 5. Drives load with wrk (`bench/load.lua`): GET /health, GET /auth/me, POST /auth/refresh
-   (each refresh token sent once), POST /auth/login (one connection, for latency, then
-   2 x workers connections, for throughput).
+   (each refresh token sent once) in turn, in --rounds slices each, so that a change in the
+   machine's background load skews all three alike; then POST /auth/login (one connection,
+   for latency, then 2 x workers connections, for throughput).
 6. Registers users at --reg-rate per second for --reg-seconds through POST /auth/register, with
    the worker running, and measures the time from each request to its activation email at
    the SMTP server.
@@ -296,13 +297,13 @@ def database_url(admin_url: str, name: str) -> str:
 class Seed:
     user_ids: list[int]
     access_file: Path
-    refresh_file: Path
+    refresh_files: list[Path]
     login_file: Path
     password_hash: str
     seconds: float
 
 
-def seed(app: Any, users: int, refresh_tokens: int, work_dir: Path) -> Seed:
+def seed(app: Any, users: int, refresh_tokens: int, work_dir: Path, slices: int) -> Seed:
     import sqlalchemy as sa
 
     from app.auth.passwords import hash_password
@@ -336,8 +337,12 @@ def seed(app: Any, users: int, refresh_tokens: int, work_dir: Path) -> Seed:
 
     access_file = work_dir / "access_tokens.txt"
     access_file.write_text("\n".join(access) + "\n")
-    refresh_file = work_dir / "refresh_bodies.txt"
-    refresh_file.write_text("\n".join(json.dumps({"refresh_token": t}) for t in refresh) + "\n")
+    # One file per wrk run, as every run starts its file from the top.
+    refresh_files = []
+    for k in range(slices):
+        path = work_dir / f"refresh_bodies_{k}.txt"
+        path.write_text("\n".join(json.dumps({"refresh_token": t}) for t in refresh[k::slices]))
+        refresh_files.append(path)
     login_file = work_dir / "login_bodies.txt"
     login_file.write_text(
         "\n".join(
@@ -349,7 +354,7 @@ def seed(app: Any, users: int, refresh_tokens: int, work_dir: Path) -> Seed:
     return Seed(
         user_ids,
         access_file,
-        refresh_file,
+        refresh_files,
         login_file,
         password_hash,
         time.perf_counter() - started,
@@ -523,6 +528,38 @@ def run_wrk(
         f"{outcome.errors} errors"
     )
     return outcome
+
+
+def run_interleaved(
+    specs: dict[str, tuple[str, str, str, str, Path | list[Path] | None]],
+    port: int,
+    seconds: float,
+    connections: int,
+    rounds: int,
+) -> dict[str, LoadResult]:
+    """Run each load in turn, `rounds` times, and merge: a change in the machine's background
+    load then hits every endpoint alike, so the ratios between them stay fair. Requests and
+    seconds are summed; p50 is the median of the slices' p50 and p99 the worst slice's p99."""
+    slices: dict[str, list[LoadResult]] = {key: [] for key in specs}
+    for round_ in range(rounds):
+        for key, (name, method, path, kind, lines) in specs.items():
+            # A list gives each round its own file (single-use tokens).
+            file = lines[round_] if isinstance(lines, list) else lines
+            slices[key].append(
+                run_wrk(name, port, method, path, kind, file, seconds / rounds, connections)
+            )
+    return {
+        key: LoadResult(
+            name=results[0].name,
+            connections=connections,
+            requests=sum(r.requests for r in results),
+            seconds=sum(r.seconds for r in results),
+            errors=sum(r.errors for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=max(r.p99_ms for r in results),
+        )
+        for key, results in slices.items()
+    }
 
 
 @contextlib.contextmanager
@@ -761,6 +798,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
     parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="slices of /health, /auth/me, /auth/refresh, in turn"
+    )
     parser.add_argument("--users", type=int, default=200, help="seeded active users")
     parser.add_argument("--reg-rate", type=float, default=20, help="registrations per second")
     parser.add_argument("--reg-seconds", type=float, default=10, help="seconds of registrations")
@@ -855,7 +895,7 @@ def main(argv: list[str] | None = None) -> int:
 
         app = create_app()
         refresh_pool = max(2000, int(args.duration * 1500))
-        seeded = seed(app, args.users, refresh_pool, log_dir)
+        seeded = seed(app, args.users, refresh_pool, log_dir, args.rounds)
         log(f"seeded {args.users} users, {refresh_pool} refresh tokens in {seeded.seconds:.1f} s")
 
         argon2_s = time_argon2_verify(seeded.password_hash)
@@ -863,21 +903,24 @@ def main(argv: list[str] | None = None) -> int:
 
         c, d, w = args.connections, args.duration, args.workers
         loads: dict[str, LoadResult] = {}
-        loads["health"] = run_wrk(
-            "GET /health", web_port, "GET", "/health", seconds=d, connections=c
-        )
-        loads["me"] = run_wrk(
-            "GET /auth/me", web_port, "GET", "/auth/me", "bearer", seeded.access_file, d, c
-        )
-        loads["refresh"] = run_wrk(
-            "POST /auth/refresh",
-            web_port,
-            "POST",
-            "/auth/refresh",
-            "once",
-            seeded.refresh_file,
-            d,
-            c,
+        loads.update(
+            run_interleaved(
+                {
+                    "health": ("GET /health", "GET", "/health", "none", None),
+                    "me": ("GET /auth/me", "GET", "/auth/me", "bearer", seeded.access_file),
+                    "refresh": (
+                        "POST /auth/refresh",
+                        "POST",
+                        "/auth/refresh",
+                        "once",
+                        seeded.refresh_files,
+                    ),
+                },
+                web_port,
+                d,
+                c,
+                args.rounds,
+            )
         )
         loads["login_c1"] = run_wrk(
             "POST /auth/login (latency)",
@@ -956,6 +999,7 @@ def main(argv: list[str] | None = None) -> int:
             "workers": w,
             "wrk_connections": c,
             "seconds_per_run": d,
+            "rounds": args.rounds,
             "reg_rate": args.reg_rate,
             "reg_seconds": args.reg_seconds,
         }
