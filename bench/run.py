@@ -738,7 +738,7 @@ def report(
             f"{result.p50_ms:.1f} | {result.p99_ms:.1f} | {result.errors} |"
         )
     lines += ["", "| other figure | value |", "|---|---|"]
-    lines.append(f"| one argon2 verify (median of 7, idle) | {argon2_s * 1000:.0f} ms |")
+    lines.append(f"| one argon2 verify (median of 7, no bench load) | {argon2_s * 1000:.0f} ms |")
     lines.append(
         f"| registrations sent / 201 | {registration.sent} / {registration.created} "
         f"at {settings['reg_rate']}/s; served {registration.served_per_s:.1f}/s |"
