@@ -44,5 +44,10 @@ DASHBOARD_PORT ?= 9181
 dashboard: install
 	$(BIN)/rq-dashboard --bind 127.0.0.1 --port $(DASHBOARD_PORT) --redis-url $${REDIS_URL:-redis://127.0.0.1:6379/0}
 
+# Throughput and latency figures against PostgreSQL, Redis (db 10), gunicorn, an RQ worker and
+# an SMTP server; needs wrk. It cleans up after itself; see bench/run.py and bench/RESULTS.md.
+bench: install
+	$(BIN)/python bench/run.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

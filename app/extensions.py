@@ -34,7 +34,9 @@ class Base(DeclarativeBase):
     )
 
 
-db = SQLAlchemy(model_class=Base)
+# A request commits once and then only reads what it wrote (the response, the audit line):
+# expiring everything at commit would reload each row with another round trip.
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 
 def rows_changed(statement: Executable) -> int:

@@ -11,13 +11,12 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Flask, Response
+from flask import Flask, Response, g
 from flask_jwt_extended import current_user, jwt_required
 
-from app.auth.tokens import is_family_revoked
 from app.errors import PermissionDenied, problem
 from app.extensions import db, jwt
-from app.models import GroupName, User
+from app.models import GroupName, RefreshToken, User
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,21 +27,39 @@ def _unauthorized(detail: str) -> Response:
     return problem(401, "Unauthorized", detail)
 
 
-def register_jwt_callbacks(app: Flask) -> None:
-    @jwt.user_lookup_loader
-    def load_user(_header: dict[str, Any], claims: dict[str, Any]) -> User | None:
-        try:
-            user_id = int(claims["sub"])
-        except (KeyError, TypeError, ValueError):
-            return None
-        user = db.session.scalar(sa.select(User).where(User.id == user_id))
-        return user if user is not None and user.is_active else None
+def load_caller(claims: dict[str, Any]) -> tuple[User | None, bool]:
+    """The token's user and whether its login was ended, in one round trip."""
+    family = claims.get("fam")
+    try:
+        user_id = int(claims["sub"])
+    except (KeyError, TypeError, ValueError):
+        return None, True
+    if not isinstance(family, str):
+        return None, True
+    revoked = (
+        sa.select(RefreshToken.id)
+        .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_not(None))
+        .exists()
+    )
+    row = db.session.execute(sa.select(User, revoked).where(User.id == user_id)).first()
+    if row is None:
+        return None, False  # the user loader answers: the account no longer exists
+    return row[0], bool(row[1])
 
+
+def register_jwt_callbacks(app: Flask) -> None:
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
         # Access tokens end with their login: logout, reuse detection or a password change.
-        family = claims.get("fam")
-        return not isinstance(family, str) or is_family_revoked(family)
+        # The caller is loaded by the same query, for the user loader that runs next.
+        caller, revoked = load_caller(claims)
+        g.jwt_caller = caller
+        return revoked
+
+    @jwt.user_lookup_loader
+    def load_user(_header: dict[str, Any], _claims: dict[str, Any]) -> User | None:
+        caller: User | None = g.pop("jwt_caller", None)
+        return caller if caller is not None and caller.is_active else None
 
     jwt.unauthorized_loader(
         lambda reason: _unauthorized("Send an access token: Authorization: Bearer <token>.")

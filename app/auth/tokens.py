@@ -121,14 +121,3 @@ def revoke_user_sessions(user_id: int) -> None:
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-
-
-def is_family_revoked(family_id: str) -> bool:
-    return (
-        db.session.scalar(
-            sa.select(sa.literal(True))
-            .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_not(None))
-            .limit(1)
-        )
-        is not None
-    )
