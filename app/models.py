@@ -64,6 +64,9 @@ class User(db.Model):  # type: ignore[name-defined]
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Set when an admin deactivates the account: unlike a never-activated one, it may not
+    # activate itself again with a new emailed link.
+    deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     group_id: Mapped[int] = mapped_column(
         sa.ForeignKey("user_groups.id", ondelete="RESTRICT"), index=True
     )

@@ -556,7 +556,7 @@ def test_two_admins_removing_each_other_at_once_leave_one(staff: Staff) -> None:
                 if waiting == 2:
                     break
                 time.sleep(0.05)
-            assert waiting == 2, "both requests should wait for the admin rows"
+            assert waiting == 2, f"both requests should wait for the admin rows {results}"
         blocker.rollback()
     for thread in threads:
         thread.join(timeout=20)
@@ -568,3 +568,31 @@ def test_two_admins_removing_each_other_at_once_leave_one(staff: Staff) -> None:
             .where(UserGroup.name == GroupName.ADMIN, User.is_active.is_(True))
         )
     assert active_admins == 1
+
+
+def test_a_deactivated_user_cannot_reactivate_with_a_new_link(
+    staff: Staff, mailbox: Mailbox
+) -> None:
+    user_id = staff.id_of(USER)
+    staff.client.post(f"/admin/users/{user_id}/deactivate", headers=staff.headers(ADMIN))
+    resend = staff.client.post("/auth/activate/resend", json={"email": USER})
+    assert resend.status_code == 202  # the same answer as for any other address…
+    assert mailbox.to(USER) == []  # …but no link
+    login = staff.client.post("/auth/login", json={"email": USER, "password": PASSWORD})
+    assert "deactivated" in assert_problem(login, 403)["detail"]
+    # Only an admin brings the account back.
+    staff.client.post(f"/admin/users/{user_id}/activate", headers=staff.headers(ADMIN))
+    staff.accounts.login(USER)
+
+
+def test_an_activation_link_sent_before_deactivation_is_dead(
+    staff: Staff, mailbox: Mailbox
+) -> None:
+    staff.accounts.register("late@example.com")
+    user_id = staff.id_of("late@example.com")
+    staff.client.post(f"/admin/users/{user_id}/deactivate", headers=staff.headers(ADMIN))
+    response = staff.client.post(
+        "/auth/activate", json={"token": mailbox.last_token("late@example.com")}
+    )
+    assert_problem(response, 400)
+    assert staff.stored("late@example.com").is_active is False

@@ -16,7 +16,7 @@ from app.auth.service import get_group
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.log import audit
-from app.models import ActivationToken, GroupName, User, UserGroup
+from app.models import ActivationToken, GroupName, User, UserGroup, utcnow
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,7 @@ def activate_user(admin: User, user_id: int) -> User:
     user = get_user(user_id)
     was_active = user.is_active
     user.is_active = True
+    user.deactivated_at = None
     db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
     db.session.commit()
     _audit("admin_user_activated", admin, user, is_active=(was_active, True))
@@ -78,6 +79,7 @@ def deactivate_user(admin: User, user_id: int) -> User:
     _keep_an_active_admin(user, "Deactivating")
     was_active = user.is_active
     user.is_active = False
+    user.deactivated_at = user.deactivated_at or utcnow()
     # Refresh tokens are revoked; access tokens fail because the user loader refuses
     # inactive users and their login family is now revoked too.
     tokens.revoke_user_sessions(user.id)

@@ -15,7 +15,14 @@ from jwt import InvalidTokenError
 from sqlalchemy.exc import IntegrityError
 
 from app.auth import passwords, tokens
-from app.errors import Conflict, InvalidInput, NotAuthenticated, PermissionDenied, WrongPassword
+from app.errors import (
+    Conflict,
+    InvalidInput,
+    InvalidToken,
+    NotAuthenticated,
+    PermissionDenied,
+    WrongPassword,
+)
 from app.extensions import db, rows_changed
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
@@ -92,15 +99,17 @@ def register(email: str, password: str) -> User:
 
 def activate(secret: str) -> None:
     user = tokens.spend_email_token(ActivationToken, secret, RENEW_ACTIVATION)
+    if user.deactivated_at is not None:
+        raise InvalidToken(f"This link is invalid or has already been used. {RENEW_ACTIVATION}")
     user.is_active = True
     db.session.commit()
     audit("user_activated", user_id=user.id)
 
 
 def resend_activation(email: str) -> None:
-    """Same answer whatever the email; only an inactive account gets a new link."""
+    """Same answer whatever the email; only a never-activated account gets a new link."""
     user = find_user_by_email(email)
-    if user is None or user.is_active:
+    if user is None or user.is_active or user.deactivated_at is not None:
         return
     _queue_activation_email(user, template="activation_resend")
     db.session.commit()
@@ -116,6 +125,9 @@ def login(email: str, password: str) -> dict[str, Any]:
     if not passwords.verify_password(user.password_hash, password):
         audit("login_failed", reason="wrong_password", user_id=user.id)
         raise NotAuthenticated("The email or password is wrong.")
+    if user.deactivated_at is not None:
+        audit("login_refused", reason="deactivated", user_id=user.id)
+        raise PermissionDenied("This account has been deactivated; contact support.")
     if not user.is_active:
         audit("login_refused", reason="not_activated", user_id=user.id)
         raise PermissionDenied(f"This account is not activated yet. {RENEW_ACTIVATION}")
