@@ -36,6 +36,6 @@ accesslog = "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(D)sus'
 errorlog = "-"
 
-# X-Forwarded-* headers are trusted only from these addresses (the reverse proxy), so a client
-# cannot claim another IP address or scheme; the rate limits key on the client address.
+# X-Forwarded-Proto and friends set the scheme only when they come from these addresses (the
+# reverse proxy). The client address behind a proxy is the app's TRUSTED_PROXIES setting.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask, request
+from sqlalchemy import event
 from werkzeug.exceptions import UnsupportedMediaType
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import finalize_config, load_config
 from app.errors import register_error_handlers
@@ -27,6 +29,11 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     configure_logging()
 
     db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            # SQLite ignores foreign keys (and so ON DELETE CASCADE) unless each connection
+            # asks for them.
+            event.listen(db.engine, "connect", _sqlite_foreign_keys)
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
     jwt.init_app(app)
     mail.init_app(app)
@@ -50,8 +57,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.register_blueprint(health.blp)
     register_error_handlers(app)
     register_cli(app)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]
     app.before_request(_require_known_body_type)
     return app
+
+
+def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
 def _require_known_body_type() -> None:
@@ -60,4 +74,6 @@ def _require_known_body_type() -> None:
         "Transfer-Encoding", ""
     )
     if has_body and request.mimetype not in BODY_TYPES and not request.mimetype.endswith("+json"):
-        raise UnsupportedMediaType("Send the body as application/json.")
+        raise UnsupportedMediaType(
+            "Send the body as application/json (multipart/form-data for the avatar upload)."
+        )

@@ -13,6 +13,7 @@ from app.extensions import db
 from app.jobs.cleanup import delete_expired_tokens
 from app.jobs.schedule import make_scheduler, register_cleanup
 from app.jobs.worker import run_worker
+from app.log import audit
 from app.models import GroupName, User, UserGroup, UserProfile
 from app.schemas import NormalisedEmail
 
@@ -73,6 +74,7 @@ def create_admin_command(email: str, password: str) -> None:
     user.group = admin_group
     user.is_active = True
     db.session.commit()
+    audit(f"admin_{action}_from_cli", user_id=user.id)
     click.echo(f"{action} admin {email} (id {user.id})")
 
 

@@ -31,7 +31,7 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from exc
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
 def database_url(raw: str | None, instance: Path) -> str:
@@ -71,6 +71,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
         "JWT_REFRESH_TOKEN_EXPIRES": _int(env, "JWT_REFRESH_TOKEN_EXPIRES", 604800),
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+        # How many reverse proxies stand in front of gunicorn: X-Forwarded-For is believed for
+        # that many hops, so rate limits key on the client, not on the proxy. 0 = none.
+        "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
         "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL") or None,
         "S3_BUCKET": env.get("S3_BUCKET") or None,

@@ -101,6 +101,11 @@ def run_migrations_online():
     connectable = get_engine()
 
     with connectable.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            # Batch migrations copy and drop tables; with foreign keys on, dropping `users`
+            # would cascade into every table that points at it.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # end the implicit transaction, so Alembic's own one commits
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
@@ -110,6 +115,9 @@ def run_migrations_online():
 
         with context.begin_transaction():
             context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")  # back to what the app expects
+            connection.commit()
 
 
 if context.is_offline_mode():

@@ -344,3 +344,28 @@ def test_downgrade_base_undoes_the_migrations_and_upgrade_redoes_them(
             "refresh_tokens",
         } <= tables
         db.engine.dispose()
+
+
+def test_deleting_a_user_deletes_what_hangs_off_it(app: Flask, accounts: Accounts) -> None:
+    accounts.register("gone@example.com")
+    with app.app_context():
+        db.session.execute(sa.delete(User).where(User.email == "gone@example.com"))
+        db.session.commit()
+        for table in ("user_profiles", "activation_tokens"):
+            count = db.session.scalar(sa.text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+            assert count == 0, table
+
+
+@pytest.mark.parametrize(("proxies", "seen"), [(0, "127.0.0.1"), (1, "203.0.113.7")])
+def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxies(
+    app_factory: Callable[..., Flask], caplog: pytest.LogCaptureFixture, proxies: int, seen: str
+) -> None:
+    client = app_factory(TRUSTED_PROXIES=proxies).test_client()
+    with caplog.at_level("INFO", logger="app.audit"):
+        client.post(
+            "/auth/login",
+            json={"email": "nobody@example.com", "password": PASSWORD},
+            headers={"X-Forwarded-For": "203.0.113.7"},
+        )
+    (record,) = [r for r in caplog.records if r.getMessage() == "login_failed"]
+    assert record.ip == seen  # type: ignore[attr-defined]
