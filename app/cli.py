@@ -72,7 +72,7 @@ def create_admin_command(email: str, password: str) -> None:
     else:
         action = "promoted"
     user.group = admin_group
-    user.is_active = True
+    user.activate()
     db.session.commit()
     audit(f"admin_{action}_from_cli", user_id=user.id)
     click.echo(f"{action} admin {email} (id {user.id})")

@@ -78,6 +78,14 @@ class User(db.Model):  # type: ignore[name-defined]
         back_populates="user", lazy="joined", cascade="all, delete-orphan", passive_deletes=True
     )
 
+    def activate(self) -> None:
+        self.is_active = True
+        self.deactivated_at = None
+
+    def deactivate(self) -> None:
+        self.is_active = False
+        self.deactivated_at = self.deactivated_at or utcnow()
+
     def __repr__(self) -> str:  # never the hash
         return f"<User id={self.id} group={self.group.name if self.group else None}>"
 

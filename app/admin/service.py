@@ -16,7 +16,7 @@ from app.auth.service import get_group
 from app.errors import Conflict, NotFound
 from app.extensions import db
 from app.log import audit
-from app.models import ActivationToken, GroupName, User, UserGroup, utcnow
+from app.models import ActivationToken, GroupName, User, UserGroup
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,7 @@ def activate_user(admin: User, user_id: int) -> User:
     """Activate the account; any pending activation link is spent, so it cannot be replayed."""
     user = get_user(user_id)
     was_active = user.is_active
-    user.is_active = True
-    user.deactivated_at = None
+    user.activate()
     db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
     db.session.commit()
     _audit("admin_user_activated", admin, user, is_active=(was_active, True))
@@ -78,8 +77,7 @@ def deactivate_user(admin: User, user_id: int) -> User:
     user = get_user(user_id)
     _keep_an_active_admin(user, "Deactivating")
     was_active = user.is_active
-    user.is_active = False
-    user.deactivated_at = user.deactivated_at or utcnow()
+    user.deactivate()
     # Refresh tokens are revoked; access tokens fail because the user loader refuses
     # inactive users and their login family is now revoked too.
     tokens.revoke_user_sessions(user.id)

@@ -101,7 +101,7 @@ def activate(secret: str) -> None:
     user = tokens.spend_email_token(ActivationToken, secret, RENEW_ACTIVATION)
     if user.deactivated_at is not None:
         raise InvalidToken(f"This link is invalid or has already been used. {RENEW_ACTIVATION}")
-    user.is_active = True
+    user.activate()
     db.session.commit()
     audit("user_activated", user_id=user.id)
 
