@@ -34,10 +34,9 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
-def database_url(raw: str | None, instance: Path) -> str:
+def with_psycopg2(url: str) -> str:
     """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2."""
-    if not raw:
-        return f"sqlite:///{instance / 'accounts.sqlite3'}"
+    raw = url
     for prefix in ("postgres://", "postgresql://"):
         if raw.startswith(prefix):
             return "postgresql+psycopg2://" + raw.removeprefix(prefix)
@@ -53,7 +52,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "APP_ENV": env.get("APP_ENV", "development"),
         "SECRET_KEY": env.get("SECRET_KEY") or DEV_SECRET_KEY,
         "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or DEV_JWT_SECRET_KEY,
-        "SQLALCHEMY_DATABASE_URI": database_url(env.get("DATABASE_URL"), instance),
+        "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
+        or f"sqlite:///{instance / 'accounts.sqlite3'}",
         "REDIS_URL": redis_url,
         # Flask-Mail: with no MAIL_SERVER the message is printed and kept in the outbox.
         "MAIL_SERVER": mail_server,
@@ -85,6 +85,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
 
 def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     """Derive the settings of the extensions from ours, then refuse unsafe production setups."""
+    config["SQLALCHEMY_DATABASE_URI"] = with_psycopg2(str(config["SQLALCHEMY_DATABASE_URI"]))
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")

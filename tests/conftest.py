@@ -250,13 +250,11 @@ def redis_app(app_factory: Callable[..., Flask], redis_url: str) -> Flask:
 
 
 def run_worker(app: Flask) -> None:
-    """A real RQ worker in burst mode, in this process, inside the app context."""
-    from rq import SimpleWorker
+    """The service's own RQ worker in burst mode, in this process (no fork), so a test sees
+    what it did as soon as it returns."""
+    from app.jobs.worker import run_worker as work
 
-    from app.jobs.queue import get_queue, redis_connection
-
-    with app.app_context():
-        SimpleWorker([get_queue()], connection=redis_connection()).work(burst=True)
+    work(app, burst=True, fork=False)
 
 
 # --- users --------------------------------------------------------------------------------
