@@ -23,7 +23,7 @@ from app.errors import (
     PermissionDenied,
     WrongPassword,
 )
-from app.extensions import db, rows_changed
+from app.extensions import db
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
 from app.log import audit
@@ -146,27 +146,29 @@ def _spend_refresh_token(refresh_token: str) -> RefreshToken:
     replayed, so every token of its login ("family") is revoked (RFC 9700 section 4.14.2).
     """
     claims = tokens.decode_refresh_token(refresh_token)
-    record = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
-    if record is None or record.revoked_at is not None:
-        raise NotAuthenticated("The refresh token is not valid or has been revoked; log in again.")
-    # Spend it atomically: of two concurrent requests with one token, one updates the row.
-    spent = rows_changed(
+    # Spend it atomically, and read it in the same round trip: of two concurrent requests
+    # with one token, only one updates the row.
+    record = db.session.scalar(
         sa.update(RefreshToken)
         .where(
-            RefreshToken.id == record.id,
+            RefreshToken.jti == claims["jti"],
             RefreshToken.used_at.is_(None),
             RefreshToken.revoked_at.is_(None),
         )
         .values(used_at=utcnow())
+        .returning(RefreshToken)
     )
-    if spent != 1:
-        tokens.revoke_family(record.family_id)
-        db.session.commit()
-        audit("refresh_token_reuse_detected", user_id=record.user_id, family=record.family_id)
-        raise NotAuthenticated(
-            "The refresh token was already used; every session of this login is revoked."
-        )
-    return record
+    if record is not None:
+        return record
+    known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
+    if known is None or known.revoked_at is not None:
+        raise NotAuthenticated("The refresh token is not valid or has been revoked; log in again.")
+    tokens.revoke_family(known.family_id)
+    db.session.commit()
+    audit("refresh_token_reuse_detected", user_id=known.user_id, family=known.family_id)
+    raise NotAuthenticated(
+        "The refresh token was already used; every session of this login is revoked."
+    )
 
 
 def refresh(refresh_token: str) -> dict[str, Any]:
