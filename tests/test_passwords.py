@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import statistics
-import time
 from datetime import timedelta
 
 import pytest
@@ -131,17 +129,6 @@ class TestStrengthRule:
     def test_repeating_a_weak_chunk_does_not_make_it_strong(self) -> None:
         with pytest.raises(InvalidInput):
             check_password_strength("ab" * 64, "someone@example.com")
-
-    def test_checking_128_characters_takes_well_under_50_ms(self) -> None:
-        password = "Zq8 vortex ember kayak 🦩 lagoon thistle saffron meteor quilt " * 3
-        password = password[:128]
-        check_password_strength(password, "timer@example.com")  # zxcvbn loads its lists once
-        samples = []
-        for _ in range(5):
-            start = time.perf_counter()
-            check_password_strength(password, "timer@example.com")
-            samples.append(time.perf_counter() - start)
-        assert statistics.median(samples) < 0.05
 
 
 class TestHashing:
