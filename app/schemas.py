@@ -5,9 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields
 
 from app.models import Gender, GroupName
+
+
+def no_nul_character(value: str) -> None:
+    """PostgreSQL cannot store or even compare a string holding U+0000: refuse it up front."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain a NUL (U+0000) character.")
 
 
 class NormalisedEmail(fields.Email):

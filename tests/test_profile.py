@@ -176,3 +176,13 @@ def test_a_request_without_a_body_is_400_and_changes_nothing(
     assert_problem(response, 400)
     assert "JSON body" in response.json["detail"]
     assert me(client, headers)["profile"]["first_name"] == "Ada"
+
+
+def test_a_nul_character_in_info_is_422_and_changes_nothing(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    # PostgreSQL text cannot hold U+0000: it was a 500 there (and stored as-is on SQLite).
+    client.patch("/auth/me/profile", json={"info": "Likes noir."}, headers=headers)
+    response = client.patch("/auth/me/profile", json={"info": "a\x00b"}, headers=headers)
+    assert "info" in assert_problem(response, 422)["errors"]
+    assert me(client, headers)["profile"]["info"] == "Likes noir."
