@@ -51,7 +51,12 @@ class JSONBodyParser(FlaskParser):
     schema says `OPTIONAL_BODY = True` (the refresh token may come in a header instead)."""
 
     def load_json(self, req: Request, schema: Schema) -> Any:
-        data = super().load_json(req, schema)
+        try:
+            data = super().load_json(req, schema)
+        except RecursionError as exc:
+            # json.loads gives up on deep nesting with a RecursionError, not a ValueError, so
+            # webargs' own 400 for malformed JSON does not catch it.
+            raise BadRequest("The JSON body is nested too deeply.") from exc
         if data is missing and not getattr(schema, "OPTIONAL_BODY", False):
             raise BadRequest("This request needs a JSON body (Content-Type: application/json).")
         return data

@@ -369,3 +369,18 @@ def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxi
         )
     (record,) = [r for r in caplog.records if r.getMessage() == "login_failed"]
     assert record.ip == seen  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("limits", [False, True])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/auth/login"), ("POST", "/auth/refresh"), ("POST", "/auth/password/forgot")],
+)
+def test_deeply_nested_json_is_400_not_500(
+    app_factory: Callable[..., Flask], limits: bool, method: str, path: str
+) -> None:
+    # json.loads gives up with a RecursionError, which is no ValueError: it was a 500.
+    client = app_factory(RATELIMIT_ENABLED=limits).test_client()
+    nested = "[" * 100_000 + "]" * 100_000
+    response = client.open(path, method=method, data=nested, content_type="application/json")
+    assert assert_problem(response, 400)["detail"]

@@ -21,7 +21,10 @@ ACCEPTED = {"detail": "If the address belongs to an account that needs it, an em
 
 def _body_email() -> str:
     """Rate-limit key for "per account" limits: the normalised email of the body."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `silent` covers ValueError only; the body parser answers 400
+        body = None
     email = body.get("email") if isinstance(body, dict) else None
     if isinstance(email, str) and email.strip():
         return "email:" + email.strip().lower()
