@@ -186,3 +186,15 @@ def test_a_nul_character_in_info_is_422_and_changes_nothing(
     response = client.patch("/auth/me/profile", json={"info": "a\x00b"}, headers=headers)
     assert "info" in assert_problem(response, 422)["errors"]
     assert me(client, headers)["profile"]["info"] == "Likes noir."
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u00a0\u2003"])
+@pytest.mark.parametrize("field", ["first_name", "last_name"])
+def test_a_blank_name_is_422_and_changes_nothing(
+    client: FlaskClient, headers: dict[str, str], field: str, name: str
+) -> None:
+    # A name of spaces shows as nobody's name; null is the way to clear one.
+    client.patch("/auth/me/profile", json={field: "Ada"}, headers=headers)
+    response = client.patch("/auth/me/profile", json={field: name}, headers=headers)
+    assert field in assert_problem(response, 422)["errors"]
+    assert me(client, headers)["profile"][field] == "Ada"

@@ -21,6 +21,12 @@ def _single_line(value: str) -> None:
         raise ValidationError("Use a single line without control characters.")
 
 
+def _not_blank(value: str) -> None:
+    # An empty or all-space name displays as no name at all; null is how a name is cleared.
+    if not value.strip():
+        raise ValidationError("Must not be blank; send null to clear it.")
+
+
 def _plausible_birth_date(value: date) -> None:
     if value < EARLIEST_BIRTH_DATE:
         raise ValidationError(f"Must not be before {EARLIEST_BIRTH_DATE.isoformat()}.")
@@ -29,7 +35,9 @@ def _plausible_birth_date(value: date) -> None:
 
 
 def Name() -> fields.String:
-    return fields.String(allow_none=True, validate=[validate.Length(max=100), _single_line])
+    return fields.String(
+        allow_none=True, validate=[validate.Length(max=100), _single_line, _not_blank]
+    )
 
 
 class ProfileUpdateSchema(Schema):
