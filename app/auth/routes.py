@@ -35,6 +35,15 @@ def _failed(response: Response) -> bool:
     return response.status_code in (401, 403)
 
 
+def _caller() -> str:
+    """Rate-limit key for an authenticated endpoint: the caller's account."""
+    return f"user:{current_account().id}"
+
+
+def _wrong_password(response: Response) -> bool:
+    return response.status_code == 400
+
+
 def _bearer_token() -> str | None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
@@ -149,9 +158,12 @@ def logout(body: dict[str, str]) -> None:
 
 @blp.route("/password/change", methods=["POST"])
 @login_required
+# The current password is checked here: without a limit a stolen access token could guess it.
+@limiter.limit("5/minute;20/hour", key_func=_caller, deduct_when=_wrong_password)
 @blp.arguments(schemas.PasswordChangeSchema)
 @blp.response(204)
 @blp.alt_response(400, description="Current password wrong")
+@blp.alt_response(429, description="Too many requests; retry after Retry-After")
 @blp.doc(security=BEARER)
 def change_password(body: dict[str, str]) -> None:
     """Change the password; every session of the user ends."""
