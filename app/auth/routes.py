@@ -26,7 +26,8 @@ def _body_email() -> str:
     except RecursionError:  # `silent` covers ValueError only; the body parser answers 400
         body = None
     email = body.get("email") if isinstance(body, dict) else None
-    if isinstance(email, str) and email.strip():
+    # Only an ASCII address can be an account's (and a key Redis can encode).
+    if isinstance(email, str) and email.strip() and email.isascii():
         return "email:" + email.strip().lower()
     return "ip:" + get_remote_address()
 
