@@ -198,3 +198,14 @@ def test_a_blank_name_is_422_and_changes_nothing(
     response = client.patch("/auth/me/profile", json={field: name}, headers=headers)
     assert field in assert_problem(response, 422)["errors"]
     assert me(client, headers)["profile"][field] == "Ada"
+
+
+@pytest.mark.parametrize("breaker", ["\u0085", "\u2028", "\u2029", "\u009b"])
+def test_unicode_line_breaks_and_c1_controls_in_a_name_are_422(
+    client: FlaskClient, headers: dict[str, str], breaker: str
+) -> None:
+    # A name is one line: NEL, LINE and PARAGRAPH SEPARATOR break lines as "\n" does.
+    response = client.patch(
+        "/auth/me/profile", json={"first_name": f"Ada{breaker}Lovelace"}, headers=headers
+    )
+    assert "first_name" in assert_problem(response, 422)["errors"]

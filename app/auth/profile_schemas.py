@@ -12,8 +12,9 @@ from app.models import Gender, utcnow
 from app.schemas import no_nul_character
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
-# Names are one line of text: no tabs, newlines or other control characters.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Names are one line of text: no tabs, newlines or other control characters, C0 or C1, and
+# none of Unicode's own line breaks (NEL is C1; LINE and PARAGRAPH SEPARATOR).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _single_line(value: str) -> None:
