@@ -1,5 +1,6 @@
 """Extension instances, created once and bound to the app in `create_app`."""
 
+import json
 from typing import Any, cast
 
 import flask_smorest
@@ -48,13 +49,43 @@ def rows_changed(statement: Executable) -> int:
 class JSONBodyParser(FlaskParser):
     """webargs reads a missing JSON body as `{}`, which an all-optional schema (the profile
     PATCH) would accept as a request that changes nothing. A body is required unless the
-    schema says `OPTIONAL_BODY = True` (the refresh token may come in a header instead)."""
+    schema says `OPTIONAL_BODY = True` (the refresh token may come in a header instead).
+
+    webargs turns only a JSONDecodeError into its 400; JSON that Python reads badly is a
+    400 here too, before any use case sees it."""
 
     def load_json(self, req: Request, schema: Schema) -> Any:
         data = super().load_json(req, schema)
         if data is missing and not getattr(schema, "OPTIONAL_BODY", False):
             raise BadRequest("This request needs a JSON body (Content-Type: application/json).")
         return data
+
+    def _raw_load_json(self, req: Request) -> Any:
+        try:
+            data = super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise
+        except (RecursionError, ValueError) as exc:
+            # json.loads gives up on deep nesting with a RecursionError, and on a number of
+            # over 4300 digits with a plain ValueError.
+            raise BadRequest(
+                "The JSON body is nested too deeply or holds too long a number."
+            ) from exc
+        if data is not missing and not _is_text(data):
+            raise BadRequest(
+                "The JSON body holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
+            )
+        return data
+
+
+def _is_text(data: Any) -> bool:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"); the str it decodes to has no UTF-8
+    form, so hashing, zxcvbn, the database and Redis would all fail on it later."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]

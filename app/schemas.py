@@ -5,18 +5,43 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from marshmallow import Schema, fields
+from marshmallow import Schema, ValidationError, fields
 
 from app.models import Gender, GroupName
 
 
+def no_nul_character(value: str) -> None:
+    """PostgreSQL cannot store or even compare a string holding U+0000: refuse it up front."""
+    if "\x00" in value:
+        raise ValidationError("Must not contain a NUL (U+0000) character.")
+
+
+# RFC 5321 section 4.5.3.1: a local part of at most 64 octets, a path of at most 256 (so an
+# address of at most 254). Longer ones cannot be delivered, and over 320 the column refuses.
+MAX_LOCAL_PART = 64
+MAX_ADDRESS = 254
+
+
 class NormalisedEmail(fields.Email):
-    """Trimmed and lower-cased before it is validated, compared or stored."""
+    """Trimmed and lower-cased before it is validated, compared or stored.
+
+    Only addresses the service can mail are accepted: Flask-Mail speaks no SMTPUTF8, so an
+    account with a non-ASCII address would never receive its activation link.
+    """
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         if isinstance(value, str):
             value = value.strip().lower()
         result: str = super()._deserialize(value, attr, data, **kwargs)
+        if not result.isascii():
+            raise ValidationError(
+                "Use an address in ASCII letters; write an internationalised domain in its "
+                "xn-- form."
+            )
+        if len(result.rsplit("@", 1)[0]) > MAX_LOCAL_PART or len(result) > MAX_ADDRESS:
+            raise ValidationError(
+                f"An address has at most {MAX_ADDRESS} characters, {MAX_LOCAL_PART} before the @."
+            )
         return result
 
 

@@ -608,3 +608,28 @@ def test_create_admin_brings_back_a_deactivated_user(staff: Staff) -> None:
         staff.client.post("/auth/login", json={"email": USER, "password": PASSWORD}).status_code
         == 200
     )
+
+
+@pytest.mark.parametrize("user_id", [2**31, 2**63, 10**30])
+@pytest.mark.parametrize(
+    ("method", "suffix", "body"),
+    [
+        ("GET", "", None),
+        ("POST", "/activate", None),
+        ("POST", "/deactivate", None),
+        ("POST", "/change-group", {"group": "USER"}),
+    ],
+)
+def test_ids_beyond_the_id_column_are_404(
+    staff: Staff, user_id: int, method: str, suffix: str, body: Any
+) -> None:
+    # No row can have such an id; SQLite cannot even bind one over 64 bits (it was a 500).
+    assert_problem(call(staff, ADMIN, method, f"/admin/users/{user_id}{suffix}", body), 404)
+
+
+def test_a_nul_character_in_the_email_filter_is_422(staff: Staff) -> None:
+    # PostgreSQL refuses U+0000 in a string parameter: it was a 500 there.
+    response = staff.client.get(
+        "/admin/users", query_string={"email": "a\x00b"}, headers=staff.headers(MODERATOR)
+    )
+    assert "email" in assert_problem(response, 422)["errors"]

@@ -369,3 +369,54 @@ def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxi
         )
     (record,) = [r for r in caplog.records if r.getMessage() == "login_failed"]
     assert record.ip == seen  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("limits", [False, True])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/auth/login"), ("POST", "/auth/refresh"), ("POST", "/auth/password/forgot")],
+)
+def test_deeply_nested_json_is_400_not_500(
+    app_factory: Callable[..., Flask], limits: bool, method: str, path: str
+) -> None:
+    # json.loads gives up with a RecursionError, which is no ValueError: it was a 500.
+    client = app_factory(RATELIMIT_ENABLED=limits).test_client()
+    nested = "[" * 100_000 + "]" * 100_000
+    response = client.open(path, method=method, data=nested, content_type="application/json")
+    assert assert_problem(response, 400)["detail"]
+
+
+UNREADABLE_BODIES = {
+    "a number past Python's 4300 digits": '{"email": ' + "1" * 5000 + ', "password": "x"}',
+    "an unpaired surrogate": '{"email": "ada@example.com", "password": "violet tangerine \\ud800"}',
+    "an unpaired surrogate in a key": '{"email": "ada@example.com", "\\udfff": 1}',
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE_BODIES.values(), ids=UNREADABLE_BODIES.keys())
+@pytest.mark.parametrize("path", ["/auth/register", "/auth/login", "/auth/password/forgot"])
+def test_json_python_cannot_hold_as_text_is_400_not_500(
+    app_factory: Callable[..., Flask], redis_url: str, path: str, body: str
+) -> None:
+    # json.loads raises a plain ValueError past 4300 digits, and "\ud800" decodes to a str
+    # that has no UTF-8 form (argon2, zxcvbn, the database and Redis keys all failed on it).
+    client = app_factory(RATELIMIT_ENABLED=True, REDIS_URL=redis_url).test_client()
+    response = client.post(path, data=body, content_type="application/json")
+    assert assert_problem(response, 400)["detail"]
+
+
+def test_an_unpaired_surrogate_in_a_token_or_name_is_400(
+    client: FlaskClient, accounts: Accounts
+) -> None:
+    headers = bearer(accounts.active_user("ada@example.com")["access_token"])
+    for method, path in (("POST", "/auth/activate"), ("PATCH", "/auth/me/profile")):
+        key = "token" if path == "/auth/activate" else "first_name"
+        response = client.open(
+            path,
+            method=method,
+            data='{"%s": "a\\ud800b"}' % key,  # noqa: UP031 - the escape must stay in the text
+            content_type="application/json",
+            headers=headers,
+        )
+        assert_problem(response, 400)
+    assert client.get("/auth/me", headers=headers).json["profile"]["first_name"] is None

@@ -379,3 +379,16 @@ class TestEveryAuthBodyIsChecked:
         self, client: FlaskClient, path: str, headers
     ) -> None:
         assert_problem(client.post(path, json=[1, 2], headers=headers), 422)
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER"])
+def test_the_bearer_scheme_is_case_insensitive(
+    client: FlaskClient, accounts: Accounts, scheme: str
+) -> None:
+    # RFC 9110 section 11.1; and a client that sends `{token_type} {access_token}` from the
+    # login answer (token_type "bearer") was refused with a 401.
+    pair = accounts.active_user("ada@example.com")
+    header = {"Authorization": f"{scheme} {pair['access_token']}"}
+    response = client.get("/auth/me", headers=header)
+    assert response.status_code == 200, response.json
+    assert response.json["email"] == "ada@example.com"

@@ -176,3 +176,36 @@ def test_a_request_without_a_body_is_400_and_changes_nothing(
     assert_problem(response, 400)
     assert "JSON body" in response.json["detail"]
     assert me(client, headers)["profile"]["first_name"] == "Ada"
+
+
+def test_a_nul_character_in_info_is_422_and_changes_nothing(
+    client: FlaskClient, headers: dict[str, str]
+) -> None:
+    # PostgreSQL text cannot hold U+0000: it was a 500 there (and stored as-is on SQLite).
+    client.patch("/auth/me/profile", json={"info": "Likes noir."}, headers=headers)
+    response = client.patch("/auth/me/profile", json={"info": "a\x00b"}, headers=headers)
+    assert "info" in assert_problem(response, 422)["errors"]
+    assert me(client, headers)["profile"]["info"] == "Likes noir."
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\u00a0\u2003"])
+@pytest.mark.parametrize("field", ["first_name", "last_name"])
+def test_a_blank_name_is_422_and_changes_nothing(
+    client: FlaskClient, headers: dict[str, str], field: str, name: str
+) -> None:
+    # A name of spaces shows as nobody's name; null is the way to clear one.
+    client.patch("/auth/me/profile", json={field: "Ada"}, headers=headers)
+    response = client.patch("/auth/me/profile", json={field: name}, headers=headers)
+    assert field in assert_problem(response, 422)["errors"]
+    assert me(client, headers)["profile"][field] == "Ada"
+
+
+@pytest.mark.parametrize("breaker", ["\u0085", "\u2028", "\u2029", "\u009b"])
+def test_unicode_line_breaks_and_c1_controls_in_a_name_are_422(
+    client: FlaskClient, headers: dict[str, str], breaker: str
+) -> None:
+    # A name is one line: NEL, LINE and PARAGRAPH SEPARATOR break lines as "\n" does.
+    response = client.patch(
+        "/auth/me/profile", json={"first_name": f"Ada{breaker}Lovelace"}, headers=headers
+    )
+    assert "first_name" in assert_problem(response, 422)["errors"]

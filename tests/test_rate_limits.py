@@ -115,3 +115,25 @@ def test_the_counter_lives_in_redis_shared_by_every_process(
     second = app_factory(RATELIMIT_ENABLED=True, REDIS_URL=redis_url).test_client()
     assert_429(second.post("/auth/password/forgot", json={"email": "shared@example.com"}))
     assert Redis.from_url(redis_url).keys("*accounts-limits*")
+
+
+def test_wrong_current_passwords_at_change_get_429(limited: FlaskClient, mailbox: Mailbox) -> None:
+    """The change endpoint checks the current password: with a stolen access token it was an
+    unlimited guessing oracle, where login stops after five failures."""
+    tokens = Accounts(limited, mailbox).active_user("changer@example.com")
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    for n in range(5):
+        response = limited.post(
+            "/auth/password/change",
+            json={"old_password": f"{WRONG} {n}", "new_password": "amber walrus kettle drum"},
+            headers=headers,
+            **from_address(f"10.3.0.{n}"),
+        )
+        assert response.status_code == 400
+    blocked = limited.post(
+        "/auth/password/change",
+        json={"old_password": PASSWORD, "new_password": "amber walrus kettle drum"},
+        headers=headers,
+        **from_address("10.3.1.1"),
+    )
+    assert_429(blocked)

@@ -302,3 +302,33 @@ class TestResend:
     def test_not_an_email_is_422(self, client: FlaskClient) -> None:
         body = assert_problem(resend(client, "nope"), 422)
         assert body["errors"]["email"]
+
+
+class TestUndeliverableAddresses:
+    """Addresses no mail can reach are refused before an account exists for them."""
+
+    @pytest.mark.parametrize(
+        "address",
+        [
+            "a" * 65 + "@example.com",  # local part over 64 (RFC 5321 section 4.5.3.1.1)
+            "ada@" + ("b" * 50 + ".") * 5 + "com",  # over 254 in all
+            "ada@" + ("b" * 60 + ".") * 5 + "com",  # over the 320 of the column: was a 500
+        ],
+    )
+    def test_an_over_long_address_is_422(
+        self, client: FlaskClient, app: Flask, address: str
+    ) -> None:
+        body = assert_problem(register(client, address), 422)
+        assert body["errors"]["email"]
+        with app.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0
+
+    @pytest.mark.parametrize("address", ["äda@example.com", "ada@exämple.com"])
+    def test_a_non_ascii_address_is_422_not_an_account_that_never_gets_its_link(
+        self, client: FlaskClient, app: Flask, address: str
+    ) -> None:
+        # Flask-Mail cannot send to it (no SMTPUTF8): the activation email failed for good.
+        body = assert_problem(register(client, address), 422)
+        assert body["errors"]["email"]
+        with app.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(User)) == 0

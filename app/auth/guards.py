@@ -11,7 +11,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from flask import Flask, Response, g
+from flask import Flask, Response, g, request
 from flask_jwt_extended import current_user, jwt_required
 
 from app.errors import PermissionDenied, problem
@@ -47,7 +47,21 @@ def load_caller(claims: dict[str, Any]) -> tuple[User | None, bool]:
     return row[0], bool(row[1])
 
 
+def _canonical_bearer_scheme() -> None:
+    """Accept `bearer`, `BEARER`, ... like `Bearer`.
+
+    The scheme is case-insensitive (RFC 9110 section 11.1), and login answers token_type
+    "bearer", but flask-jwt-extended only matches "Bearer" exactly. Its header is read from
+    the WSGI environ, so the scheme is rewritten there before any guard runs.
+    """
+    scheme, space, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if space and scheme != "Bearer" and scheme.lower() == "bearer":
+        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
 def register_jwt_callbacks(app: Flask) -> None:
+    app.before_request(_canonical_bearer_scheme)
+
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
         # Access tokens end with their login: logout, reuse detection or a password change.

@@ -9,15 +9,23 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.models import Gender, utcnow
+from app.schemas import no_nul_character
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
-# Names are one line of text: no tabs, newlines or other control characters.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Names are one line of text: no tabs, newlines or other control characters, C0 or C1, and
+# none of Unicode's own line breaks (NEL is C1; LINE and PARAGRAPH SEPARATOR).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _single_line(value: str) -> None:
     if _CONTROL.search(value):
         raise ValidationError("Use a single line without control characters.")
+
+
+def _not_blank(value: str) -> None:
+    # An empty or all-space name displays as no name at all; null is how a name is cleared.
+    if not value.strip():
+        raise ValidationError("Must not be blank; send null to clear it.")
 
 
 def _plausible_birth_date(value: date) -> None:
@@ -28,7 +36,9 @@ def _plausible_birth_date(value: date) -> None:
 
 
 def Name() -> fields.String:
-    return fields.String(allow_none=True, validate=[validate.Length(max=100), _single_line])
+    return fields.String(
+        allow_none=True, validate=[validate.Length(max=100), _single_line, _not_blank]
+    )
 
 
 class ProfileUpdateSchema(Schema):
@@ -42,7 +52,7 @@ class ProfileUpdateSchema(Schema):
         validate=_plausible_birth_date,
         metadata={"description": "YYYY-MM-DD, from 1900-01-01 to today"},
     )
-    info = fields.String(allow_none=True, validate=validate.Length(max=2000))
+    info = fields.String(allow_none=True, validate=[validate.Length(max=2000), no_nul_character])
 
 
 class AvatarUploadSchema(Schema):

@@ -21,15 +21,28 @@ ACCEPTED = {"detail": "If the address belongs to an account that needs it, an em
 
 def _body_email() -> str:
     """Rate-limit key for "per account" limits: the normalised email of the body."""
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `silent` covers ValueError only; the body parser answers 400
+        body = None
     email = body.get("email") if isinstance(body, dict) else None
-    if isinstance(email, str) and email.strip():
+    # Only an ASCII address can be an account's (and a key Redis can encode).
+    if isinstance(email, str) and email.strip() and email.isascii():
         return "email:" + email.strip().lower()
     return "ip:" + get_remote_address()
 
 
 def _failed(response: Response) -> bool:
     return response.status_code in (401, 403)
+
+
+def _caller() -> str:
+    """Rate-limit key for an authenticated endpoint: the caller's account."""
+    return f"user:{current_account().id}"
+
+
+def _wrong_password(response: Response) -> bool:
+    return response.status_code == 400
 
 
 def _bearer_token() -> str | None:
@@ -146,9 +159,12 @@ def logout(body: dict[str, str]) -> None:
 
 @blp.route("/password/change", methods=["POST"])
 @login_required
+# The current password is checked here: without a limit a stolen access token could guess it.
+@limiter.limit("5/minute;20/hour", key_func=_caller, deduct_when=_wrong_password)
 @blp.arguments(schemas.PasswordChangeSchema)
 @blp.response(204)
 @blp.alt_response(400, description="Current password wrong")
+@blp.alt_response(429, description="Too many requests; retry after Retry-After")
 @blp.doc(security=BEARER)
 def change_password(body: dict[str, str]) -> None:
     """Change the password; every session of the user ends."""
