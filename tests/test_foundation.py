@@ -50,6 +50,19 @@ def test_ready_names_what_is_down(app_factory: Callable[..., Flask]) -> None:
     assert response.json == {"status": "down", "checks": {"database": "ok", "redis": "down"}}
 
 
+def test_the_documented_503_of_ready_is_the_body_it_sends(
+    app_factory: Callable[..., Flask],
+) -> None:
+    client = app_factory(REDIS_URL="redis://127.0.0.1:1/0").test_client()
+    documented = client.get("/openapi.json").json["paths"]["/health/ready"]["get"]["responses"]
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.mimetype == "application/json"
+    assert documented["503"]["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+    }
+
+
 def test_openapi_document_and_swagger_ui_are_served(client: FlaskClient) -> None:
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.")
