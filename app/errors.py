@@ -177,7 +177,8 @@ def problem(
         "detail": detail,
     }
     if errors:
-        body["errors"] = errors
+        # Field names as strings: a multipart part whose name Werkzeug cannot read is None.
+        body["errors"] = {str(name): messages for name, messages in errors.items()}
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON
