@@ -5,9 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from flask import current_app
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from app.models import Gender, GroupName
+
+# PostgreSQL text cannot hold NUL, so text that is stored or compared refuses it; as a
+# `pattern` in /openapi.json it is part of the documented contract too.
+no_nul = validate.Regexp(r"^[^\x00]*$", error="Must not contain NUL (U+0000) characters.")
 
 
 class NormalisedEmail(fields.Email):
