@@ -17,8 +17,11 @@ from sqlalchemy import CursorResult, Executable, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter, Map
 
 from app.errors import ProblemResponses, ProblemSchema
+
+MAX_ROW_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):
@@ -55,6 +58,17 @@ class JSONBodyParser(FlaskParser):
         if data is missing and not getattr(schema, "OPTIONAL_BODY", False):
             raise BadRequest("This request needs a JSON body (Content-Type: application/json).")
         return data
+
+
+class RowIdConverter(IntegerConverter):
+    """`<id:name>`: a row id, 1 to the largest `integer` column value (PostgreSQL's int4).
+
+    Any other number is no row at all, so it is routed to 404 like an unknown id, before
+    it can overflow a database driver (SQLite's stops at 64 bits); /openapi.json states
+    the bounds."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=MAX_ROW_ID)
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
