@@ -59,6 +59,44 @@ class JSONBodyParser(FlaskParser):
             raise BadRequest("This request needs a JSON body (Content-Type: application/json).")
         return data
 
+    def _raw_load_json(self, req: Request) -> Any:
+        try:
+            data = super()._raw_load_json(req)
+        except RecursionError:  # the parser's own limit, deeper than any body we take
+            raise BadRequest(_TOO_DEEP) from None
+        unreadable = _not_unicode_text(data)
+        if unreadable:
+            raise BadRequest(unreadable)
+        return data
+
+
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+def _not_unicode_text(data: Any) -> str | None:
+    """Why a parsed body cannot be handled as text, or None.
+
+    JSON may escape a lone surrogate (`"\\ud800"`), which no UTF-8 text can hold: hashing,
+    storing or logging it fails, so every string and key must encode. Walked without
+    recursion, and only so deep: no body of ours nests more than two levels."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    "The JSON body has a lone surrogate escape (\\ud800-\\udfff): not Unicode text."
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return _TOO_DEEP
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
+
 
 class RowIdConverter(IntegerConverter):
     """`<id:name>`: a row id, 1 to the largest `integer` column value (PostgreSQL's int4).

@@ -80,6 +80,28 @@ class TestEveryErrorIsProblemJson:
         )
         assert "JSON" in body["detail"]
 
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/auth/register", '{"email": "a@example.com", "password": "violet \\ud800 orbit"}'),
+            ("/auth/login", '{"email": "a@example.com", "password": "x\\udfff"}'),
+            ("/auth/activate", '{"token": "\\ud83d"}'),
+            ("/auth/password/reset", '{"token": "t", "new_password": "\\udc00 orbit"}'),
+            ("/auth/login", '{"\\ud800": 1}'),
+        ],
+    )
+    def test_400_lone_surrogate(self, client: FlaskClient, path: str, body: str) -> None:
+        # Valid JSON syntax, but no Unicode text: a lone surrogate cannot be encoded as UTF-8.
+        response = client.post(path, data=body, content_type="application/json")
+        assert "surrogate" in assert_problem(response, 400)["detail"]
+
+    @pytest.mark.parametrize("depth", [33, 900, 100_000])
+    def test_400_nested_too_deep(self, client: FlaskClient, depth: int) -> None:
+        # Python's parser gives up (RecursionError) near 1000 levels; no body of ours nests.
+        for body in ("[" * depth + "]" * depth, '{"email": ' * depth + "1" + "}" * depth):
+            response = client.post("/auth/login", data=body, content_type="application/json")
+            assert "nested" in assert_problem(response, 400)["detail"]
+
     def test_401_no_token(self, client: FlaskClient) -> None:
         response = client.get("/auth/me")
         assert_problem(response, 401)
