@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.config import finalize_config, load_config
 from app.errors import register_error_handlers
-from app.extensions import api, db, jwt, limiter, mail, migrate
+from app.extensions import RowIdConverter, api, db, jwt, limiter, mail, migrate
 from app.jobs.queue import install_hooks
 from app.log import configure_logging
 
@@ -22,6 +22,7 @@ BODY_TYPES = {"application/json", "multipart/form-data"}
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
+    app.url_map.converters["id"] = RowIdConverter
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
     finalize_config(app.config)

@@ -115,8 +115,9 @@ class ProblemResponses(BasePlugin):
     flask-smorest documents its errors (the `default` response, the 422 of
     `@blp.arguments`) as `application/json` with its own body; ours are
     `application/problem+json` with `ProblemSchema`. This replaces those, gives a problem
-    body to the error responses routes declare with a description only, and adds the
-    errors every operation with a body or a bearer token can answer.
+    body to the error responses routes declare with a description only (one declared with
+    its own body, like the 503 of /health/ready, keeps it), and adds the errors every
+    operation with a body or a bearer token can answer.
     """
 
     def init_spec(self, spec: APISpec) -> None:
@@ -156,7 +157,8 @@ def _problem_response(status: int | None, response: dict[str, Any]) -> dict[str,
         documented.setdefault("description", HTTPStatus(status).phrase)
         if status in _HEADERS:
             documented["headers"] = {**_HEADERS[status], **documented.get("headers", {})}
-    documented["content"] = {PROBLEM_JSON: {"schema": "Problem"}}
+    # A route that declares its own error body (the 503 of /health/ready) sends that body.
+    documented.setdefault("content", {PROBLEM_JSON: {"schema": "Problem"}})
     return documented
 
 
@@ -175,7 +177,8 @@ def problem(
         "detail": detail,
     }
     if errors:
-        body["errors"] = errors
+        # Field names as strings: a multipart part whose name Werkzeug cannot read is None.
+        body["errors"] = {str(name): messages for name, messages in errors.items()}
     response = jsonify(body)
     response.status_code = status
     response.mimetype = PROBLEM_JSON

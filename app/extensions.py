@@ -18,8 +18,11 @@ from sqlalchemy import CursorResult, Executable, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import BadRequest
+from werkzeug.routing import IntegerConverter, Map
 
 from app.errors import ProblemResponses, ProblemSchema
+
+MAX_ROW_ID = 2**31 - 1
 
 
 class Base(DeclarativeBase):
@@ -64,28 +67,55 @@ class JSONBodyParser(FlaskParser):
         try:
             data = super()._raw_load_json(req)
         except json.JSONDecodeError:
-            raise
-        except (RecursionError, ValueError) as exc:
-            # json.loads gives up on deep nesting with a RecursionError, and on a number of
-            # over 4300 digits with a plain ValueError.
-            raise BadRequest(
-                "The JSON body is nested too deeply or holds too long a number."
-            ) from exc
-        if data is not missing and not _is_text(data):
-            raise BadRequest(
-                "The JSON body holds an unpaired surrogate (\\ud800-\\udfff), which is not text."
-            )
+            raise  # webargs answers malformed JSON itself
+        except RecursionError:  # the parser's own limit, deeper than any body we take
+            raise BadRequest(_TOO_DEEP) from None
+        except ValueError as exc:
+            # json.loads refuses a number of over 4300 digits with a plain ValueError.
+            raise BadRequest("The JSON body holds a number too long to read.") from exc
+        unreadable = _not_unicode_text(data)
+        if unreadable:
+            raise BadRequest(unreadable)
         return data
 
 
-def _is_text(data: Any) -> bool:
-    """JSON may escape a lone UTF-16 surrogate ("\\ud800"); the str it decodes to has no UTF-8
-    form, so hashing, zxcvbn, the database and Redis would all fail on it later."""
-    try:
-        json.dumps(data, ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+def _not_unicode_text(data: Any) -> str | None:
+    """Why a parsed body cannot be handled as text, or None.
+
+    JSON may escape a lone surrogate (`"\\ud800"`), which no UTF-8 text can hold: hashing,
+    storing or logging it fails, so every string and key must encode. Walked without
+    recursion, and only so deep: no body of ours nests more than two levels."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    "The JSON body has a lone surrogate escape (\\ud800-\\udfff): not Unicode text."
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return _TOO_DEEP
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
+
+
+class RowIdConverter(IntegerConverter):
+    """`<id:name>`: a row id, 1 to the largest `integer` column value (PostgreSQL's int4).
+
+    Any other number is no row at all, so it is routed to 404 like an unknown id, before
+    it can overflow a database driver (SQLite's stops at 64 bits); /openapi.json states
+    the bounds."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=MAX_ROW_ID)
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]

@@ -248,6 +248,7 @@ def test_group_and_active_filters_combine(staff: Staff) -> None:
         {"per_page": "101"},
         {"email": ""},
         {"email": "x" * 321},
+        {"email": "a\x00b"},  # PostgreSQL text cannot hold NUL
         {"sort": "email"},
         {"is_admin": "true"},
     ],
@@ -301,6 +302,12 @@ def test_get_one_user(staff: Staff) -> None:
         ("POST", "/admin/users/9999/activate", None),
         ("POST", "/admin/users/9999/deactivate", None),
         ("POST", "/admin/users/9999/change-group", {"group": "USER"}),
+        # Past any integer column (SQLite's 64 bits included): still no such user.
+        ("GET", "/admin/users/99999999999999999999", None),
+        ("POST", "/admin/users/99999999999999999999/activate", None),
+        ("POST", "/admin/users/99999999999999999999/deactivate", None),
+        ("POST", "/admin/users/99999999999999999999/change-group", {"group": "USER"}),
+        ("GET", "/admin/users/0", None),
     ],
 )
 def test_unknown_users_are_404(staff: Staff, method: str, path: str, body: Any) -> None:
@@ -516,6 +523,8 @@ def test_the_openapi_document_describes_the_admin_routes(client: FlaskClient) ->
     assert names == {"email", "group", "is_active", "page", "per_page"}
     for suffix in ("", "/activate", "/deactivate", "/change-group"):
         assert f"/admin/users/{{user_id}}{suffix}" in paths
+        (user_id,) = paths[f"/admin/users/{{user_id}}{suffix}"]["parameters"]
+        assert user_id["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
 def test_two_admins_removing_each_other_at_once_leave_one(staff: Staff) -> None:

@@ -407,3 +407,23 @@ def test_a_text_field_beside_the_avatar_is_422_and_stores_nothing(uploader: Uplo
     body = assert_problem(response, 422)
     assert body["errors"] == {"comment": ["Unknown field."]}
     assert uploader.backend.keys() == set()
+
+
+def test_a_part_without_a_readable_name_beside_the_avatar_is_422(uploader: Uploader) -> None:
+    # Werkzeug reads `name="\"` as a part without a name (None), found by Schemathesis.
+    png = image_bytes("PNG")
+    body = (
+        b"--xyz\r\n"
+        b'Content-Disposition: form-data; name="\\"\r\n\r\nnull\r\n'
+        b"--xyz\r\n"
+        b'Content-Disposition: form-data; name="avatar"; filename="me.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + png + b"\r\n--xyz--\r\n"
+    )
+    response = uploader.client.put(
+        "/auth/me/avatar",
+        data=body,
+        content_type="multipart/form-data; boundary=xyz",
+        headers=uploader.headers,
+    )
+    assert assert_problem(response, 422)["errors"]
+    assert uploader.backend.keys() == set()

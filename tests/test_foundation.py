@@ -50,6 +50,19 @@ def test_ready_names_what_is_down(app_factory: Callable[..., Flask]) -> None:
     assert response.json == {"status": "down", "checks": {"database": "ok", "redis": "down"}}
 
 
+def test_the_documented_503_of_ready_is_the_body_it_sends(
+    app_factory: Callable[..., Flask],
+) -> None:
+    client = app_factory(REDIS_URL="redis://127.0.0.1:1/0").test_client()
+    documented = client.get("/openapi.json").json["paths"]["/health/ready"]["get"]["responses"]
+    response = client.get("/health/ready")
+    assert response.status_code == 503
+    assert response.mimetype == "application/json"
+    assert documented["503"]["content"] == {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Ready"}}
+    }
+
+
 def test_openapi_document_and_swagger_ui_are_served(client: FlaskClient) -> None:
     spec = client.get("/openapi.json").json
     assert spec["openapi"].startswith("3.")
@@ -66,6 +79,28 @@ class TestEveryErrorIsProblemJson:
             client.post("/auth/login", data="{not json", content_type="application/json"), 400
         )
         assert "JSON" in body["detail"]
+
+    @pytest.mark.parametrize(
+        ("path", "body"),
+        [
+            ("/auth/register", '{"email": "a@example.com", "password": "violet \\ud800 orbit"}'),
+            ("/auth/login", '{"email": "a@example.com", "password": "x\\udfff"}'),
+            ("/auth/activate", '{"token": "\\ud83d"}'),
+            ("/auth/password/reset", '{"token": "t", "new_password": "\\udc00 orbit"}'),
+            ("/auth/login", '{"\\ud800": 1}'),
+        ],
+    )
+    def test_400_lone_surrogate(self, client: FlaskClient, path: str, body: str) -> None:
+        # Valid JSON syntax, but no Unicode text: a lone surrogate cannot be encoded as UTF-8.
+        response = client.post(path, data=body, content_type="application/json")
+        assert "surrogate" in assert_problem(response, 400)["detail"]
+
+    @pytest.mark.parametrize("depth", [33, 900, 100_000])
+    def test_400_nested_too_deep(self, client: FlaskClient, depth: int) -> None:
+        # Python's parser gives up (RecursionError) near 1000 levels; no body of ours nests.
+        for body in ("[" * depth + "]" * depth, '{"email": ' * depth + "1" + "}" * depth):
+            response = client.post("/auth/login", data=body, content_type="application/json")
+            assert "nested" in assert_problem(response, 400)["detail"]
 
     def test_401_no_token(self, client: FlaskClient) -> None:
         response = client.get("/auth/me")

@@ -99,6 +99,7 @@ TOMORROW = (date.today() + timedelta(days=2)).isoformat()
         ({"first_name": "Ada\nLovelace"}, "first_name"),
         ({"first_name": 42}, "first_name"),
         ({"info": "i" * 2001}, "info"),
+        ({"info": "before\x00after"}, "info"),  # PostgreSQL text cannot hold NUL
         ({"gender": "OTHER"}, "gender"),
         ({"gender": "man"}, "gender"),
         ({"date_of_birth": TOMORROW}, "date_of_birth"),

@@ -33,7 +33,7 @@ def list_users(query: dict[str, Any]) -> service.UserPage:
     return service.list_users(user_filter, query["page"], query["per_page"])
 
 
-@blp.route("/users/<int:user_id>", methods=["GET"])
+@blp.route("/users/<id:user_id>", methods=["GET"])
 @moderator_required
 @blp.response(200, UserSchema)
 @blp.alt_response(403, description="Only moderators and admins")
@@ -44,7 +44,7 @@ def get_user(user_id: int) -> Any:
     return service.get_user(user_id)
 
 
-@blp.route("/users/<int:user_id>/activate", methods=["POST"])
+@blp.route("/users/<id:user_id>/activate", methods=["POST"])
 @admin_required
 @blp.response(200, UserSchema)
 @blp.alt_response(403, description="Only admins")
@@ -55,7 +55,7 @@ def activate_user(user_id: int) -> Any:
     return service.activate_user(current_account(), user_id)
 
 
-@blp.route("/users/<int:user_id>/deactivate", methods=["POST"])
+@blp.route("/users/<id:user_id>/deactivate", methods=["POST"])
 @admin_required
 @blp.response(200, UserSchema)
 @blp.alt_response(403, description="Only admins")
@@ -67,7 +67,7 @@ def deactivate_user(user_id: int) -> Any:
     return service.deactivate_user(current_account(), user_id)
 
 
-@blp.route("/users/<int:user_id>/change-group", methods=["POST"])
+@blp.route("/users/<id:user_id>/change-group", methods=["POST"])
 @admin_required
 @blp.arguments(schemas.GroupChangeSchema)
 @blp.response(200, UserSchema)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from app.models import GroupName
-from app.schemas import UserSchema, no_nul_character
+from app.schemas import UserSchema, no_nul
 
 MAX_PER_PAGE = 100
 
 
 class UserFilterSchema(Schema):
     email = fields.String(
-        validate=[validate.Length(min=1, max=320), no_nul_character],
+        validate=[validate.Length(min=1, max=320), no_nul],
         metadata={"description": "Part of the email, any case"},
     )
     group = fields.Enum(GroupName)

@@ -9,7 +9,7 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.models import Gender, utcnow
-from app.schemas import no_nul_character
+from app.schemas import no_nul
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 # Names are one line of text: no tabs, newlines or other control characters, C0 or C1, and
@@ -52,7 +52,7 @@ class ProfileUpdateSchema(Schema):
         validate=_plausible_birth_date,
         metadata={"description": "YYYY-MM-DD, from 1900-01-01 to today"},
     )
-    info = fields.String(allow_none=True, validate=[validate.Length(max=2000), no_nul_character])
+    info = fields.String(allow_none=True, validate=[validate.Length(max=2000), no_nul])
 
 
 class AvatarUploadSchema(Schema):

@@ -11,6 +11,8 @@ same code on SQLite doubles the time and adds no defect class.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from flask import Flask
@@ -18,7 +20,8 @@ from schemathesis import Case
 
 from tests.conftest import Accounts
 
-MAX_EXAMPLES = 30
+# A deeper run once in a while: SCHEMATHESIS_MAX_EXAMPLES=500 pytest tests/security/...
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))
 # positive_data_acceptance expects schema-valid requests to succeed. These operations refuse
 # well-formed data by rules of the contract that JSON Schema cannot state (a token we issued,
 # the current password, zxcvbn's guessability): they may also answer what the contract says.
