@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from app.config import ConfigError, finalize_config, load_config
 from tests.conftest import REQUIRE_SERVICES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,13 +53,13 @@ def docker_compose() -> list[str]:
     pytest.skip(message)
 
 
-def compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def compose_config(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "JWT_SECRET_KEY"}}
     # An empty env file: a developer's .env must not decide what this test sees.
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
     return subprocess.run(
-        [*docker_compose(), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", "-q"],
+        [*docker_compose(), "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", *args],
         cwd=ROOT,
         env=environ | env,
         capture_output=True,
@@ -67,15 +68,35 @@ def compose_config(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
-def test_compose_file_is_valid_once_the_secrets_are_set(tmp_path: Path) -> None:
-    result = compose_config(tmp_path, SECRET_KEY="x" * 40, JWT_SECRET_KEY="y" * 40)
+def test_compose_file_is_valid_as_it_is(tmp_path: Path) -> None:
+    result = compose_config(tmp_path, "-q")
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_refuses_to_run_without_the_secrets(tmp_path: Path) -> None:
+def test_the_stack_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
+    """With no secrets set, the app in the stack stops at once and names them."""
     result = compose_config(tmp_path)
-    assert result.returncode != 0
-    assert "SECRET_KEY must be set" in result.stderr
+    assert result.returncode == 0, result.stderr
+    backend_env = {
+        k: str(v or "")
+        for k, v in yaml.safe_load(result.stdout)["services"]["backend"]["environment"].items()
+    }
+    assert backend_env["APP_ENV"] == "production"
+    config = load_config(str(tmp_path), env=backend_env)
+    with pytest.raises(ConfigError) as refused:
+        finalize_config(config)
+    assert "SECRET_KEY" in str(refused.value)
+    assert "JWT_SECRET_KEY" in str(refused.value)
+
+
+def test_the_stack_starts_once_the_secrets_are_set(tmp_path: Path) -> None:
+    result = compose_config(tmp_path, SECRET_KEY="x" * 40, JWT_SECRET_KEY="y" * 40)
+    assert result.returncode == 0, result.stderr
+    backend_env = {
+        k: str(v or "")
+        for k, v in yaml.safe_load(result.stdout)["services"]["backend"]["environment"].items()
+    }
+    finalize_config(load_config(str(tmp_path), env=backend_env))  # refuses nothing
 
 
 def services() -> dict[str, Any]:
