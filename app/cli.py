@@ -8,6 +8,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.auth import passwords
+from app.auth.service import get_group
 from app.errors import DomainError
 from app.extensions import db
 from app.jobs.cleanup import delete_expired_tokens
@@ -54,7 +55,7 @@ def create_admin_command(email: str, password: str) -> None:
     except Exception as exc:
         raise click.BadParameter("not a valid email address", param_hint="--email") from exc
     seed_groups()
-    admin_group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == GroupName.ADMIN))
+    admin_group = get_group(GroupName.ADMIN)
     user = db.session.scalar(sa.select(User).where(User.email == email))
     if user is None:
         try:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.models import Gender, GroupName
+from app.storage import avatar_storage
 
 # PostgreSQL text cannot hold NUL, so text that is stored or compared refuses it; as a
 # `pattern` in /openapi.json it is part of the documented contract too.
@@ -55,8 +55,7 @@ class ProfileSchema(Schema):
         key = getattr(profile, "avatar_key", None)
         if not key:
             return None
-        storage = current_app.extensions.get("avatar_storage")
-        return storage.url(key) if storage is not None else None
+        return avatar_storage().url(key)
 
 
 class UserSchema(Schema):

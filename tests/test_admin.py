@@ -295,23 +295,22 @@ def test_get_one_user(staff: Staff) -> None:
     assert response.json["profile"]["avatar_url"] is None
 
 
+# 9999 and 0: no such row. 2**31 and beyond: past the id column, and past 64 bits SQLite
+# cannot even bind the number (that was a 500); the route's row-id converter sends them to 404.
+@pytest.mark.parametrize("user_id", [9999, 0, 2**31, 2**63, 10**20, 10**30])
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
+    ("method", "suffix", "body"),
     [
-        ("GET", "/admin/users/9999", None),
-        ("POST", "/admin/users/9999/activate", None),
-        ("POST", "/admin/users/9999/deactivate", None),
-        ("POST", "/admin/users/9999/change-group", {"group": "USER"}),
-        # Past any integer column (SQLite's 64 bits included): still no such user.
-        ("GET", "/admin/users/99999999999999999999", None),
-        ("POST", "/admin/users/99999999999999999999/activate", None),
-        ("POST", "/admin/users/99999999999999999999/deactivate", None),
-        ("POST", "/admin/users/99999999999999999999/change-group", {"group": "USER"}),
-        ("GET", "/admin/users/0", None),
+        ("GET", "", None),
+        ("POST", "/activate", None),
+        ("POST", "/deactivate", None),
+        ("POST", "/change-group", {"group": "USER"}),
     ],
 )
-def test_unknown_users_are_404(staff: Staff, method: str, path: str, body: Any) -> None:
-    assert_problem(call(staff, ADMIN, method, path, body), 404)
+def test_unknown_users_are_404(
+    staff: Staff, user_id: int, method: str, suffix: str, body: Any
+) -> None:
+    assert_problem(call(staff, ADMIN, method, f"/admin/users/{user_id}{suffix}", body), 404)
 
 
 # --- activate -------------------------------------------------------------------------------
@@ -619,28 +618,3 @@ def test_create_admin_brings_back_a_deactivated_user(staff: Staff) -> None:
         staff.client.post("/auth/login", json={"email": USER, "password": PASSWORD}).status_code
         == 200
     )
-
-
-@pytest.mark.parametrize("user_id", [2**31, 2**63, 10**30])
-@pytest.mark.parametrize(
-    ("method", "suffix", "body"),
-    [
-        ("GET", "", None),
-        ("POST", "/activate", None),
-        ("POST", "/deactivate", None),
-        ("POST", "/change-group", {"group": "USER"}),
-    ],
-)
-def test_ids_beyond_the_id_column_are_404(
-    staff: Staff, user_id: int, method: str, suffix: str, body: Any
-) -> None:
-    # No row can have such an id; SQLite cannot even bind one over 64 bits (it was a 500).
-    assert_problem(call(staff, ADMIN, method, f"/admin/users/{user_id}{suffix}", body), 404)
-
-
-def test_a_nul_character_in_the_email_filter_is_422(staff: Staff) -> None:
-    # PostgreSQL refuses U+0000 in a string parameter: it was a 500 there.
-    response = staff.client.get(
-        "/admin/users", query_string={"email": "a\x00b"}, headers=staff.headers(MODERATOR)
-    )
-    assert "email" in assert_problem(response, 422)["errors"]

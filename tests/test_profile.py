@@ -179,16 +179,6 @@ def test_a_request_without_a_body_is_400_and_changes_nothing(
     assert me(client, headers)["profile"]["first_name"] == "Ada"
 
 
-def test_a_nul_character_in_info_is_422_and_changes_nothing(
-    client: FlaskClient, headers: dict[str, str]
-) -> None:
-    # PostgreSQL text cannot hold U+0000: it was a 500 there (and stored as-is on SQLite).
-    client.patch("/auth/me/profile", json={"info": "Likes noir."}, headers=headers)
-    response = client.patch("/auth/me/profile", json={"info": "a\x00b"}, headers=headers)
-    assert "info" in assert_problem(response, 422)["errors"]
-    assert me(client, headers)["profile"]["info"] == "Likes noir."
-
-
 @pytest.mark.parametrize("name", ["", "   ", "\u00a0\u2003"])
 @pytest.mark.parametrize("field", ["first_name", "last_name"])
 def test_a_blank_name_is_422_and_changes_nothing(
