@@ -3,31 +3,21 @@
 from __future__ import annotations
 
 import click
-import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from app.auth import passwords
-from app.auth.service import get_group
+from app.db import db
 from app.errors import DomainError
-from app.extensions import db
 from app.jobs.cleanup import delete_expired_tokens
 from app.jobs.schedule import make_scheduler, register_cleanup
 from app.jobs.worker import run_worker
 from app.log import audit
-from app.models import GroupName, User, UserGroup, UserProfile
+from app.models import GroupName, User, UserProfile
 from app.schemas import NormalisedEmail
+from app.users import find_user_by_email, get_group, seed_groups
 
 rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
-
-
-def seed_groups() -> list[str]:
-    """Create the missing groups; return the names created."""
-    existing = set(db.session.scalars(sa.select(UserGroup.name)))
-    created = [name for name in GroupName if name not in existing]
-    db.session.add_all(UserGroup(name=name) for name in created)
-    db.session.commit()
-    return [name.value for name in created]
 
 
 @click.command("seed-groups")
@@ -56,7 +46,7 @@ def create_admin_command(email: str, password: str) -> None:
         raise click.BadParameter("not a valid email address", param_hint="--email") from exc
     seed_groups()
     admin_group = get_group(GroupName.ADMIN)
-    user = db.session.scalar(sa.select(User).where(User.email == email))
+    user = find_user_by_email(email)
     if user is None:
         try:
             passwords.check_password_strength(password, email)

@@ -6,9 +6,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
-from apispec import APISpec, BasePlugin
 from flask import Flask, Response, jsonify
-from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
@@ -17,10 +15,20 @@ PROBLEM_JSON = "application/problem+json"
 
 
 class DomainError(Exception):
-    """An expected failure of a use case; `status` and `title` say how the API answers it."""
+    """An expected failure of a use case; `status` and `title` say how the API answers it.
+
+    A subclass is one line: `class Conflict(DomainError, status=409)`; its title is the
+    status's reason phrase unless it names one of its own. None of the names shadows a
+    werkzeug exception, so an import can never silently swap one for the other.
+    """
 
     status = 400
     title = "Bad Request"
+
+    def __init_subclass__(cls, *, status: int, title: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.status = status
+        cls.title = title or HTTPStatus(status).phrase
 
     def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None) -> None:
         super().__init__(detail)
@@ -28,138 +36,31 @@ class DomainError(Exception):
         self.errors = errors
 
 
-class InvalidInput(DomainError):
-    status = 422
-    title = "Unprocessable Content"
+class InvalidInput(DomainError, status=422, title="Unprocessable Content"): ...
 
 
-class InvalidToken(DomainError):
-    status = 400
-    title = "Invalid Token"
+class InvalidToken(DomainError, status=400, title="Invalid Token"): ...
 
 
-class WrongPassword(DomainError):
-    status = 400
-    title = "Wrong Password"
+class WrongPassword(DomainError, status=400, title="Wrong Password"): ...
 
 
-class NotAuthenticated(DomainError):
-    status = 401
-    title = "Unauthorized"
+class NotAuthenticated(DomainError, status=401): ...
 
 
-class PermissionDenied(DomainError):
-    status = 403
-    title = "Forbidden"
+class PermissionDenied(DomainError, status=403): ...
 
 
-class NotFound(DomainError):
-    status = 404
-    title = "Not Found"
+class UserNotFound(DomainError, status=404): ...
 
 
-class Conflict(DomainError):
-    status = 409
-    title = "Conflict"
+class Conflict(DomainError, status=409): ...
 
 
-class ContentTooLarge(DomainError):
-    status = 413
-    title = "Content Too Large"
+class ContentTooLarge(DomainError, status=413, title="Content Too Large"): ...
 
 
-class UnsupportedMediaType(DomainError):
-    status = 415
-    title = "Unsupported Media Type"
-
-
-class ProblemSchema(Schema):
-    """The RFC 9457 body of every error response, as `problem()` builds it."""
-
-    type = fields.String(required=True, metadata={"example": "about:blank"})
-    title = fields.String(required=True)
-    status = fields.Integer(required=True)
-    detail = fields.String(required=True)
-    errors = fields.Dict(
-        keys=fields.String(),
-        values=fields.List(fields.String()),
-        metadata={"description": "Field name → messages, for invalid input"},
-    )
-
-
-# What the server can answer on top of what each route documents: a body it cannot read
-# (400 malformed JSON, 413 too large, 415 wrong content type, 422 invalid fields), and 401
-# on every operation that takes a bearer token.
-_BODY_ERRORS = (400, 413, 415, 422)
-_AUTH_ERRORS = (401,)
-_HEADERS: dict[int, dict[str, Any]] = {
-    401: {
-        "WWW-Authenticate": {
-            "description": "Always `Bearer`",
-            "required": True,
-            "schema": {"type": "string"},
-        }
-    },
-    429: {
-        "Retry-After": {
-            "description": "Seconds to wait before trying again",
-            "schema": {"type": "integer"},
-        }
-    },
-}
-
-
-class ProblemResponses(BasePlugin):
-    """Document every error response the way `problem()` sends it, in one place.
-
-    flask-smorest documents its errors (the `default` response, the 422 of
-    `@blp.arguments`) as `application/json` with its own body; ours are
-    `application/problem+json` with `ProblemSchema`. This replaces those, gives a problem
-    body to the error responses routes declare with a description only (one declared with
-    its own body, like the 503 of /health/ready, keeps it), and adds the errors every
-    operation with a body or a bearer token can answer.
-    """
-
-    def init_spec(self, spec: APISpec) -> None:
-        spec.components.schema("Problem", schema=ProblemSchema)
-
-    def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
-    ) -> None:
-        for operation in (operations or {}).values():
-            responses: dict[Any, Any] = operation.setdefault("responses", {})
-            codes: list[int] = []
-            if "requestBody" in operation:
-                codes.extend(_BODY_ERRORS)
-            if operation.get("security"):
-                codes.extend(_AUTH_ERRORS)
-            for code in codes:
-                responses.setdefault(code, {})
-            responses["default"] = {"description": "Any other error"}
-            for code, response in list(responses.items()):
-                status = None if code == "default" else int(code)
-                if status is not None and status < 400:
-                    continue
-                if not isinstance(response, dict):  # a flask-smorest component name
-                    response = {}
-                responses[code] = _problem_response(status, response)
-            operation["responses"] = dict(sorted(responses.items(), key=_response_order))
-
-
-def _response_order(item: tuple[Any, Any]) -> int:
-    code = item[0]
-    return 1000 if code == "default" else int(code)
-
-
-def _problem_response(status: int | None, response: dict[str, Any]) -> dict[str, Any]:
-    documented = dict(response)
-    if status is not None:
-        documented.setdefault("description", HTTPStatus(status).phrase)
-        if status in _HEADERS:
-            documented["headers"] = {**_HEADERS[status], **documented.get("headers", {})}
-    # A route that declares its own error body (the 503 of /health/ready) sends that body.
-    documented.setdefault("content", {PROBLEM_JSON: {"schema": "Problem"}})
-    return documented
+class UnsupportedImage(DomainError, status=415): ...
 
 
 def problem(

@@ -9,7 +9,8 @@ from flask import current_app
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
-from app.extensions import Blueprint, db
+from app.db import db
+from app.http import Blueprint
 from app.jobs.queue import redis_connection
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")

@@ -11,10 +11,7 @@ from typing import Protocol
 
 import boto3
 from botocore.config import Config
-from flask import Flask, Response, current_app, send_file
-from werkzeug.exceptions import NotFound
-
-from app.extensions import Blueprint, api
+from flask import Flask, current_app
 
 # Presigned URLs are handed to browsers inside profiles; a short life limits a leaked link.
 PRESIGNED_URL_TTL = 3600
@@ -23,7 +20,7 @@ PRESIGNED_URL_TTL = 3600
 _SAFE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*")
 
 # The local folder keeps no metadata, so the extension is what says the type when serving.
-_LOCAL_TYPES = {".webp": "image/webp"}
+LOCAL_TYPES = {".webp": "image/webp"}
 
 
 class AvatarStorage(Protocol):
@@ -92,7 +89,7 @@ class LocalStorage:
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         path = self.path(key)
-        if _LOCAL_TYPES.get(path.suffix) != content_type:
+        if LOCAL_TYPES.get(path.suffix) != content_type:
             raise ValueError(f"{key!r} would not be served as {content_type}")
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees half a file.
@@ -107,44 +104,12 @@ class LocalStorage:
         return f"{self.base_url}/media/{key}"
 
 
-media_blp = Blueprint(
-    "media", __name__, url_prefix="/media", description="Avatars, when kept in the local folder"
-)
-
-
-@media_blp.route("/<path:key>", methods=["GET"])
-@media_blp.doc(
-    responses={
-        "200": {
-            "description": "The stored image",
-            "content": {"image/webp": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    }
-)
-@media_blp.alt_response(404, description="No such file")
-def serve_media(key: str) -> Response:
-    """A stored avatar. Only the types we write are served, never sniffed by the browser."""
-    storage = avatar_storage()
-    assert isinstance(storage, LocalStorage)
-    try:
-        path = storage.path(key)
-    except ValueError as exc:
-        raise NotFound() from exc
-    content_type = _LOCAL_TYPES.get(path.suffix)
-    if content_type is None or not path.is_file():
-        raise NotFound()
-    response = send_file(path, mimetype=content_type, max_age=PRESIGNED_URL_TTL)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
-
-
 def avatar_storage() -> AvatarStorage:
     storage: AvatarStorage = current_app.extensions["avatar_storage"]
     return storage
 
 
-def init_app(app: Flask) -> None:
+def init_storage(app: Flask) -> None:
     storage: AvatarStorage
     if app.config["S3_BUCKET"]:
         storage = S3Storage(
@@ -154,5 +119,4 @@ def init_app(app: Flask) -> None:
         )
     else:
         storage = LocalStorage(Path(app.config["UPLOAD_DIR"]), app.config["PUBLIC_BASE_URL"])
-        api.register_blueprint(media_blp)
     app.extensions["avatar_storage"] = storage

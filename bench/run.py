@@ -309,7 +309,7 @@ def seed(app: Any, users: int, refresh_tokens: int, work_dir: Path, slices: int)
 
     from app.auth.passwords import hash_password
     from app.auth.tokens import issue_token_pair
-    from app.extensions import db
+    from app.db import db
     from app.models import GroupName, User, UserGroup, UserProfile
 
     started = time.perf_counter()
@@ -370,7 +370,7 @@ def insert_expired_tokens(
     that were never activated."""
     import sqlalchemy as sa
 
-    from app.extensions import db
+    from app.db import db
     from app.models import GroupName, UserGroup
 
     activation = total // 10
@@ -1053,7 +1053,7 @@ def main(argv: list[str] | None = None) -> int:
         log("stopping gunicorn, the worker and the SMTP server; dropping the database")
         stack.stop()
         if app is not None:
-            from app.extensions import db
+            from app.db import db
 
             with app.app_context():
                 db.engine.dispose()

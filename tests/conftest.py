@@ -27,8 +27,8 @@ from flask_migrate import upgrade
 from redis import Redis
 
 from app import create_app
-from app.cli import seed_groups
-from app.extensions import db
+from app.users import seed_groups
+from app.db import db
 
 REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")

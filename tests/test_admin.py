@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from app.auth import passwords
 from app.auth.tokens import issue_token_pair
-from app.extensions import db
+from app.db import db
 from app.models import ActivationToken, GroupName, RefreshToken, User, UserGroup, UserProfile
 from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
 from tests.test_foundation import assert_problem

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.extensions import db
+from app.db import db
 from app.log import JSONFormatter
 from app.models import ActivationToken, PasswordResetToken, RefreshToken, User
 from tests.conftest import PASSWORD, Mailbox, bearer, run_worker

@@ -17,7 +17,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from app.auth.profile import AVATAR_MAX_BYTES
+from app.profile.service import AVATAR_MAX_BYTES
 from tests.conftest import Accounts, Mailbox, bearer
 from tests.test_foundation import assert_problem
 

@@ -31,7 +31,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from app.extensions import db
+from app.db import db
 from app.jobs.cleanup import delete_expired_tokens
 from app.jobs.emails import send_email
 from app.jobs.queue import (

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from app.extensions import db
+from app.db import db
 from app.models import User
 from tests.conftest import PASSWORD, Accounts
 

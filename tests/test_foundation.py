@@ -13,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.config import ConfigError
-from app.extensions import db
+from app.db import db
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
 from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow

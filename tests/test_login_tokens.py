@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_refresh_token
 
-from app.extensions import db
+from app.db import db
 from app.models import User, utcnow
 from tests.conftest import PASSWORD, Accounts, bearer
 from tests.test_foundation import assert_problem

@@ -13,7 +13,7 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.extensions import db
+from app.db import db
 from app.models import ActivationToken, User, utcnow
 from tests.conftest import PASSWORD, Accounts, Mailbox, run_worker
 from tests.test_foundation import assert_problem

@@ -7,8 +7,9 @@ from typing import Any
 from marshmallow import RAISE
 
 from app.admin import schemas, service
-from app.auth.guards import BEARER, admin_required, current_account, moderator_required
-from app.extensions import Blueprint
+from app.auth.guards import STAFF, authenticated, current_account
+from app.http import Blueprint
+from app.models import GroupName
 from app.schemas import UserSchema
 
 blp = Blueprint(
@@ -19,12 +20,10 @@ _NOT_FOUND = "No user with this id"
 
 
 @blp.route("/users", methods=["GET"])
-@moderator_required
+@authenticated(*STAFF)
 # Unknown query parameters are refused like unknown body fields: a typo is not a filter.
 @blp.arguments(schemas.UserFilterSchema, location="query", unknown=RAISE)
 @blp.response(200, schemas.UserPageSchema)
-@blp.alt_response(403, description="Only moderators and admins")
-@blp.doc(security=BEARER)
 def list_users(query: dict[str, Any]) -> service.UserPage:
     """Users in id order, filtered by email substring, group and state; paginated."""
     user_filter = service.UserFilter(
@@ -34,47 +33,39 @@ def list_users(query: dict[str, Any]) -> service.UserPage:
 
 
 @blp.route("/users/<id:user_id>", methods=["GET"])
-@moderator_required
+@authenticated(*STAFF)
 @blp.response(200, UserSchema)
-@blp.alt_response(403, description="Only moderators and admins")
 @blp.alt_response(404, description=_NOT_FOUND)
-@blp.doc(security=BEARER)
 def get_user(user_id: int) -> Any:
     """One user, with the profile."""
     return service.get_user(user_id)
 
 
 @blp.route("/users/<id:user_id>/activate", methods=["POST"])
-@admin_required
+@authenticated(GroupName.ADMIN)
 @blp.response(200, UserSchema)
-@blp.alt_response(403, description="Only admins")
 @blp.alt_response(404, description=_NOT_FOUND)
-@blp.doc(security=BEARER)
 def activate_user(user_id: int) -> Any:
     """Activate the account (already active: unchanged); a pending activation link is spent."""
     return service.activate_user(current_account(), user_id)
 
 
 @blp.route("/users/<id:user_id>/deactivate", methods=["POST"])
-@admin_required
+@authenticated(GroupName.ADMIN)
 @blp.response(200, UserSchema)
-@blp.alt_response(403, description="Only admins")
 @blp.alt_response(404, description=_NOT_FOUND)
 @blp.alt_response(409, description="It would leave no active admin")
-@blp.doc(security=BEARER)
 def deactivate_user(user_id: int) -> Any:
     """Deactivate the account; its refresh and access tokens stop working at once."""
     return service.deactivate_user(current_account(), user_id)
 
 
 @blp.route("/users/<id:user_id>/change-group", methods=["POST"])
-@admin_required
+@authenticated(GroupName.ADMIN)
 @blp.arguments(schemas.GroupChangeSchema)
 @blp.response(200, UserSchema)
-@blp.alt_response(403, description="Only admins")
 @blp.alt_response(404, description=_NOT_FOUND)
 @blp.alt_response(409, description="It would leave no active admin")
-@blp.doc(security=BEARER)
 def change_group(body: dict[str, Any], user_id: int) -> Any:
     """Move the user to another group; it applies on the user's next request."""
     return service.change_group(current_account(), user_id, body["group"])

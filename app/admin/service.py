@@ -12,11 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.auth import tokens
-from app.auth.service import get_group
-from app.errors import Conflict, NotFound
-from app.extensions import db
+from app.db import db
+from app.errors import Conflict, UserNotFound
 from app.log import audit
 from app.models import ActivationToken, GroupName, User, UserGroup
+from app.users import get_group
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def get_user(user_id: int) -> User:
     # The routes' row-id converter has already sent ids past the column to 404.
     user = db.session.get(User, user_id)
     if user is None:
-        raise NotFound(f"No user with id {user_id}.")
+        raise UserNotFound(f"No user with id {user_id}.")
     return user
 
 

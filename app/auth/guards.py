@@ -10,17 +10,18 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+import flask_smorest
 import sqlalchemy as sa
-from flask import Flask, Response, g, request
+from flask import Response, g
 from flask_jwt_extended import current_user, jwt_required
 
+from app.db import db
 from app.errors import PermissionDenied, problem
-from app.extensions import db, jwt
+from app.extensions import jwt
 from app.models import GroupName, RefreshToken, User
+from app.openapi import BEARER
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 
 
 def _unauthorized(detail: str) -> Response:
@@ -47,21 +48,7 @@ def load_caller(claims: dict[str, Any]) -> tuple[User | None, bool]:
     return row[0], bool(row[1])
 
 
-def _canonical_bearer_scheme() -> None:
-    """Accept `bearer`, `BEARER`, ... like `Bearer`.
-
-    The scheme is case-insensitive (RFC 9110 section 11.1), and login answers token_type
-    "bearer", but flask-jwt-extended only matches "Bearer" exactly. Its header is read from
-    the WSGI environ, so the scheme is rewritten there before any guard runs.
-    """
-    scheme, space, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if space and scheme != "Bearer" and scheme.lower() == "bearer":
-        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-
-
-def register_jwt_callbacks(app: Flask) -> None:
-    app.before_request(_canonical_bearer_scheme)
-
+def register_jwt_callbacks() -> None:
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
         # Access tokens end with their login: logout, reuse detection or a password change.
@@ -93,26 +80,33 @@ def register_jwt_callbacks(app: Flask) -> None:
     )
 
 
-def login_required(fn: F) -> F:
-    return jwt_required()(fn)  # type: ignore[no-any-return]
+def authenticated(*groups: GroupName) -> Callable[[F], F]:
+    """The one guard of every endpoint that takes an access token.
 
+    It requires a live access token, refuses callers outside `groups` (when given) with
+    403, and documents the bearer scheme and its 401/403 in /openapi.json: the security
+    doc cannot be forgotten, because no route requires a token any other way.
+    """
+    responses: dict[str, dict[str, str]] = {}
+    if groups:
+        names = " and ".join(f"{g.value.lower()}s" for g in groups)
+        responses["403"] = {"description": f"Only {names}"}
 
-def _group_required(*allowed: GroupName) -> Callable[[F], F]:
     def decorator(fn: F) -> F:
         @wraps(fn)
-        @jwt_required()
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if current_user.group.name not in allowed:
+            if groups and current_user.group.name not in groups:
                 raise PermissionDenied("Your group may not do this.")
             return fn(*args, **kwargs)
 
-        return wrapper  # type: ignore[return-value]
+        guarded = jwt_required()(wrapper)
+        documented = flask_smorest.Blueprint.doc(security=BEARER, responses=responses)
+        return documented(guarded)  # type: ignore[no-any-return]
 
     return decorator
 
 
-moderator_required = _group_required(GroupName.MODERATOR, GroupName.ADMIN)
-admin_required = _group_required(GroupName.ADMIN)
+STAFF = (GroupName.MODERATOR, GroupName.ADMIN)
 
 
 def current_account() -> User:

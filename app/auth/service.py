@@ -15,6 +15,7 @@ from jwt import InvalidTokenError
 from sqlalchemy.exc import IntegrityError
 
 from app.auth import passwords, tokens
+from app.db import db
 from app.errors import (
     Conflict,
     InvalidInput,
@@ -23,7 +24,6 @@ from app.errors import (
     PermissionDenied,
     WrongPassword,
 )
-from app.extensions import db
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
 from app.log import audit
@@ -33,10 +33,10 @@ from app.models import (
     PasswordResetToken,
     RefreshToken,
     User,
-    UserGroup,
     UserProfile,
     utcnow,
 )
+from app.users import find_user_by_email, get_group
 
 RENEW_ACTIVATION = "Ask for a new activation link with POST /auth/activate/resend."
 RENEW_RESET = "Ask for a new reset link with POST /auth/password/forgot."
@@ -61,17 +61,6 @@ def _queue_activation_email(user: User, template: str = "activation") -> None:
     _queue_email(
         user.email, template, "Activate your cinema account", link=link, lifetime=_hours(ttl)
     )
-
-
-def find_user_by_email(email: str) -> User | None:
-    return db.session.scalar(sa.select(User).where(User.email == email))
-
-
-def get_group(name: GroupName) -> UserGroup:
-    group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == name))
-    if group is None:
-        raise RuntimeError(f"group {name} is missing; run `flask --app wsgi seed-groups`")
-    return group
 
 
 def register(email: str, password: str) -> User:

@@ -13,8 +13,8 @@ from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from jwt import ExpiredSignatureError, InvalidTokenError
 
+from app.db import db, rows_changed
 from app.errors import InvalidToken, NotAuthenticated
-from app.extensions import db, rows_changed
 from app.models import ActivationToken, PasswordResetToken, RefreshToken, User, utcnow
 
 EmailTokenModel = type[ActivationToken] | type[PasswordResetToken]

@@ -7,7 +7,7 @@ import time
 
 import sqlalchemy as sa
 
-from app.extensions import db, rows_changed
+from app.db import db, rows_changed
 from app.models import TOKEN_MODELS, utcnow
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from rq import Queue, Retry
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.extensions import db
+from app.db import db
 
 log = logging.getLogger(__name__)
 

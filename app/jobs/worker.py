@@ -13,7 +13,7 @@ from flask import Flask
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
-from app.extensions import db
+from app.db import db
 from app.jobs.queue import get_queue, redis_connection
 
 

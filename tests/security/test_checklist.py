@@ -20,7 +20,7 @@ from argon2 import Type, extract_parameters
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.extensions import db
+from app.db import db
 from app.models import User
 from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
 

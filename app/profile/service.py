@@ -16,8 +16,8 @@ from typing import IO, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import ContentTooLarge, InvalidInput, UnsupportedMediaType
-from app.extensions import db
+from app.db import db
+from app.errors import ContentTooLarge, InvalidInput, UnsupportedImage
 from app.log import audit
 from app.models import User, UserProfile
 from app.storage import avatar_storage
@@ -60,7 +60,7 @@ def reencode_avatar(data: bytes) -> bytes:
         # `formats` keeps Pillow from trying its other decoders (TIFF, PSD, EPS, ...).
         image = Image.open(io.BytesIO(data), formats=AVATAR_FORMATS)
     except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
-        raise UnsupportedMediaType(
+        raise UnsupportedImage(
             "The avatar must be a PNG, JPEG or WebP image.",
             errors={"avatar": ["Not a PNG, JPEG or WebP image."]},
         ) from exc

@@ -1,0 +1,128 @@
+"""The request-body policy: which bodies are read, how JSON is parsed, how ids and the
+Bearer scheme are read from the URL and headers, and the Blueprint class that uses them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import flask_smorest
+from flask import Flask, Request, request
+from marshmallow import Schema
+from marshmallow.utils import missing
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter, Map
+
+MAX_ROW_ID = 2**31 - 1
+BODY_TYPES = {"application/json", "multipart/form-data"}
+MAX_JSON_DEPTH = 32
+_TOO_DEEP = f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep."
+
+
+class JSONBodyParser(FlaskParser):
+    """webargs reads a missing JSON body as `{}`, which an all-optional schema (the profile
+    PATCH) would accept as a request that changes nothing. A body is required unless the
+    schema says `OPTIONAL_BODY = True` (the refresh token may come in a header instead).
+
+    webargs turns only a JSONDecodeError into its 400; JSON that Python reads badly is a
+    400 here too, before any use case sees it."""
+
+    def load_json(self, req: Request, schema: Schema) -> Any:
+        data = super().load_json(req, schema)
+        if data is missing and not getattr(schema, "OPTIONAL_BODY", False):
+            raise BadRequest("This request needs a JSON body (Content-Type: application/json).")
+        return data
+
+    def _raw_load_json(self, req: Request) -> Any:
+        try:
+            data = super()._raw_load_json(req)
+        except json.JSONDecodeError:
+            raise  # webargs answers malformed JSON itself
+        except RecursionError:  # the parser's own limit, deeper than any body we take
+            raise BadRequest(_TOO_DEEP) from None
+        except ValueError as exc:
+            # json.loads refuses a number of over 4300 digits with a plain ValueError.
+            raise BadRequest("The JSON body holds a number too long to read.") from exc
+        unreadable = _not_unicode_text(data)
+        if unreadable:
+            raise BadRequest(unreadable)
+        return data
+
+
+def _not_unicode_text(data: Any) -> str | None:
+    """Why a parsed body cannot be handled as text, or None.
+
+    JSON may escape a lone surrogate (`"\\ud800"`), which no UTF-8 text can hold: hashing,
+    storing or logging it fails, so every string and key must encode. Walked without
+    recursion, and only so deep: no body of ours nests more than two levels."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return (
+                    "The JSON body has a lone surrogate escape (\\ud800-\\udfff): not Unicode text."
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                return _TOO_DEEP
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+    return None
+
+
+class RowIdConverter(IntegerConverter):
+    """`<id:name>`: a row id, 1 to the largest `integer` column value (PostgreSQL's int4).
+
+    Any other number is no row at all, so it is routed to 404 like an unknown id, before
+    it can overflow a database driver (SQLite's stops at 64 bits); /openapi.json states
+    the bounds."""
+
+    def __init__(self, url_map: Map) -> None:
+        super().__init__(url_map, min=1, max=MAX_ROW_ID)
+
+
+class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    ARGUMENTS_PARSER = JSONBodyParser()
+
+
+def bearer_token() -> str | None:
+    """The token of `Authorization: Bearer <token>`, whatever the scheme's case."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _require_known_body_type() -> None:
+    """A body we cannot read is a 415, before any schema turns it into missing fields."""
+    has_body = bool(request.content_length) or "chunked" in request.headers.get(
+        "Transfer-Encoding", ""
+    )
+    if has_body and request.mimetype not in BODY_TYPES and not request.mimetype.endswith("+json"):
+        raise UnsupportedMediaType(
+            "Send the body as application/json (multipart/form-data for the avatar upload)."
+        )
+
+
+def _canonical_bearer_scheme() -> None:
+    """Accept `bearer`, `BEARER`, ... like `Bearer`.
+
+    The scheme is case-insensitive (RFC 9110 section 11.1), and login answers token_type
+    "bearer", but flask-jwt-extended only matches "Bearer" exactly. Its header is read from
+    the WSGI environ, so the scheme is rewritten there before any guard runs.
+    """
+    scheme, space, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if space and scheme != "Bearer" and scheme.lower() == "bearer":
+        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+
+
+def init_http(app: Flask) -> None:
+    app.url_map.converters["id"] = RowIdConverter
+    app.before_request(_require_known_body_type)
+    app.before_request(_canonical_bearer_scheme)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]

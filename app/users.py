@@ -1,0 +1,29 @@
+"""Lookups of users and groups shared by the use cases, the CLI and the tests."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from app.db import db
+from app.models import GroupName, User, UserGroup
+
+
+def find_user_by_email(email: str) -> User | None:
+    """The user with this normalised email, or None."""
+    return db.session.scalar(sa.select(User).where(User.email == email))
+
+
+def get_group(name: GroupName) -> UserGroup:
+    group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == name))
+    if group is None:
+        raise RuntimeError(f"group {name} is missing; run `flask --app wsgi seed-groups`")
+    return group
+
+
+def seed_groups() -> list[str]:
+    """Create the missing groups; return the names created."""
+    existing = set(db.session.scalars(sa.select(UserGroup.name)))
+    created = [name for name in GroupName if name not in existing]
+    db.session.add_all(UserGroup(name=name) for name in created)
+    db.session.commit()
+    return [name.value for name in created]
