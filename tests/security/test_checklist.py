@@ -1,6 +1,6 @@
 """Security checklist items the functional tests do not pin down, one test each.
 
-Named after the item of /work/shared/security-checklist.md they prove. Tokens are forged
+Named after the item of the security checklist (OWASP ASVS 5, RFC 9700, RFC 8725) they prove. Tokens are forged
 with PyJWT directly, so the test does not trust the code under test to build them.
 """
 
