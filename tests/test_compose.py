@@ -1,4 +1,4 @@
-"""docker-compose.yml and the Dockerfile: valid, pinned, and the stack the issue asks for.
+"""docker-compose.yml, the Dockerfile and CI: valid, pinned, and the stack the issue asks for.
 
 `docker-compose config` checks what a YAML parser cannot: interpolation, the empty defaults
 of the secrets, depends_on conditions. Without the binary the test is skipped, unless
@@ -26,6 +26,7 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DEV_LOCK = ROOT / "requirements.lock"
 RUNTIME_LOCK = ROOT / "requirements-runtime.lock"
+CI_WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 # Host ports each service publishes (pgAdmin serves on 80 inside its container). PostgreSQL
 # and Redis are on 15432 and 16379, so a local server on 5432 or 6379 does not block the stack.
@@ -250,3 +251,19 @@ def test_the_runtime_lock_is_the_dev_lock_without_the_dev_extras() -> None:
     }
     missing = main - set(runtime)
     assert not missing, f"run `make lock`: {sorted(missing)} not in {RUNTIME_LOCK.name}"
+
+
+def test_ci_runs_what_ci_run_runs() -> None:
+    """The workflow runs `make test` and `make lint` (ruff format included), as .ci/run does."""
+    job = yaml.safe_load(CI_WORKFLOW.read_text())["jobs"]["test"]
+    commands = [step.get("run", "") for step in job["steps"]]
+    assert any(command.startswith("make test") for command in commands), commands
+    assert "make lint" in commands, commands
+    assert job["env"]["TEST_REQUIRE_SERVICES"] == "1"
+    audit = next(command for command in commands if "pip-audit" in command)
+    assert re.search(r"pip-audit==\d+\.\d+\.\d+", audit), audit
+    # The Makefile installs with uv, so a pip cache would hold nothing worth restoring.
+    for step in job["steps"]:
+        assert "cache" not in step.get("with", {}), step
+    for name, service in job["services"].items():
+        assert RELEASE_TAG.fullmatch(image_tag(service["image"]) or ""), name
