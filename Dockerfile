@@ -1,6 +1,8 @@
 # Image of the accounts service. One image serves every process of docker-compose.yml:
 # web (the default command), migrator, RQ worker, scheduler and dashboard.
-FROM python:3.11-slim
+# A patch release on a named Debian: a rebuild gets the same interpreter and system, and an
+# upgrade is a visible one-line change (3.11-slim moved from bookworm to trixie on its own).
+FROM python:3.11.15-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -15,9 +17,12 @@ WORKDIR /app
 RUN useradd --create-home --uid 10001 --user-group app
 
 # Dependencies first: this layer is rebuilt only when the lock changes, not on every code edit.
-# The lock pins the dev extras too (pytest, ruff, mypy), so the tests can also run in the image.
-COPY requirements.lock ./
-RUN pip install -r requirements.lock
+# The runtime lock holds pyproject's main dependencies at the versions of requirements.lock (the
+# tests ran on them) and no test or lint tool: pytest, ruff, mypy, moto and schemathesis are
+# attack surface and size a server never uses. The lock is complete, so --no-deps installs
+# exactly it, and pip check fails the build if a regenerated lock ever misses a dependency.
+COPY requirements-runtime.lock ./
+RUN pip install --no-deps -r requirements-runtime.lock && pip check
 
 # The source stays owned by root, so the running process cannot rewrite its own code.
 # Run from /app (PYTHONPATH above): `wsgi` imports, Flask-Migrate finds ./migrations, gunicorn

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint install worker scheduler dashboard bench clean
+.PHONY: run test lint install lock worker scheduler dashboard bench clean
 
 # The virtual environment, rebuilt when the lock file changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -14,6 +14,14 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed
+
+# Regenerates both locks after a change to pyproject.toml. uv keeps the pins a lock already
+# has unless pyproject.toml rules them out; the runtime lock (the image's: main dependencies
+# only, no test or lint tools) is constrained to the dev lock, so the image runs the versions
+# the tests ran. `make install` still installs the dev lock.
+lock: install
+	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+	$(BIN)/uv pip compile --quiet pyproject.toml --constraint requirements.lock -o requirements-runtime.lock --python-version 3.11
 
 # Serves the API on 0.0.0.0:8000 with the embedded default: SQLite in instance/, jobs
 # in-process, emails printed and kept in instance/outbox/. One process with threads, so
