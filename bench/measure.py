@@ -1,5 +1,5 @@
-"""Drive load: wrk runs, registrations followed to their activation email, and the cleanup
-of expired tokens under load."""
+"""Drive load and read what it cost: wrk runs with the CPU they used, and registrations
+followed to their activation email."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Literal
 
 from bench.common import LUA, BenchError, log, percentile
-from bench.stack import ArrivalHandler, run_cli
+from bench.cpu import CpuProbe, Subject, used
+from bench.stack import ArrivalHandler, http_get, run_cli
 
 # How load.lua fills each request; see its header.
 Kind = Literal["none", "bearer", "body", "once"]
@@ -25,10 +26,10 @@ Kind = Literal["none", "bearer", "body", "once"]
 
 @dataclass(frozen=True)
 class WrkRun:
-    """One request shape, in the terms bench/load.lua takes."""
+    """One request shape sent to one subject, in the terms bench/load.lua takes."""
 
     name: str  # as printed, e.g. "GET /auth/me"
-    port: int
+    subject: Subject
     method: str = "GET"
     path: str = "/health"
     kind: Kind = "none"
@@ -57,7 +58,7 @@ class WrkRun:
             "10s",
             "-s",
             str(LUA),
-            f"http://127.0.0.1:{self.port}",
+            f"http://127.0.0.1:{self.subject.port}",
             "--",
             self.method,
             self.path,
@@ -70,16 +71,29 @@ class WrkRun:
 @dataclass
 class LoadResult:
     name: str
+    subject: str
     connections: int
     requests: int
     seconds: float
     errors: int
     p50_ms: float
     p99_ms: float
+    cpu_web_s: float = 0.0  # gunicorn master and workers
+    cpu_db_s: float = 0.0  # the PostgreSQL backends they use
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU per request, web processes and database together."""
+        cpu = self.cpu_web_s + self.cpu_db_s
+        return cpu * 1000 / self.requests if self.requests else float("nan")
+
+    @property
+    def db_cpu_ms(self) -> float:
+        return self.cpu_db_s * 1000 / self.requests if self.requests else float("nan")
 
 
 def parse_wrk(run: WrkRun, output: str) -> LoadResult:
@@ -89,6 +103,7 @@ def parse_wrk(run: WrkRun, output: str) -> LoadResult:
             kinds = ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
             return LoadResult(
                 name=run.name,
+                subject=run.subject.label,
                 connections=run.connections,
                 requests=data["requests"],
                 seconds=data["duration_us"] / 1e6,
@@ -99,39 +114,49 @@ def parse_wrk(run: WrkRun, output: str) -> LoadResult:
     raise BenchError(f"wrk printed no result for {run.name}:\n{output}")
 
 
-def run_wrk(run: WrkRun, seconds: float, round_: int = 0) -> LoadResult:
-    log(f"wrk {run.name}: {run.connections} connections, {seconds:g} s")
+def run_wrk(run: WrkRun, seconds: float, probe: CpuProbe, round_: int = 0) -> LoadResult:
+    log(f"wrk {run.subject.label} {run.name}: {run.connections} connections, {seconds:g} s")
     cmd = run.command(seconds, round_)
+    before = probe.snapshot(run.subject)
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    cpu = used(before, probe.snapshot(run.subject))
     if result.returncode != 0:
         raise BenchError(f"wrk failed for {run.name}:\n{result.stdout}{result.stderr}")
     outcome = parse_wrk(run, result.stdout)
+    outcome.cpu_web_s, outcome.cpu_db_s = cpu.web_s, cpu.database_s
     log(
-        f"  {outcome.rps:.0f} req/s, p50 {outcome.p50_ms:.1f} ms, p99 {outcome.p99_ms:.1f} ms, "
-        f"{outcome.errors} errors"
+        f"  {outcome.rps:.0f} req/s, {outcome.cpu_ms:.2f} CPU ms/req, p50 {outcome.p50_ms:.1f} ms, "
+        f"p99 {outcome.p99_ms:.1f} ms, {outcome.errors} errors"
     )
     return outcome
 
 
-def run_interleaved(runs: dict[str, WrkRun], seconds: float, rounds: int) -> dict[str, LoadResult]:
+def run_interleaved(
+    runs: dict[str, WrkRun], seconds: float, rounds: int, probe: CpuProbe
+) -> dict[str, LoadResult]:
     """Run each load for seconds / rounds, all of them in turn, `rounds` times, and merge.
 
-    A change in the machine's background load then hits every load alike, so the ratios
-    between them stay fair. Requests and seconds are summed;
+    A change in the machine's background load then hits every load and both subjects alike,
+    so the ratios between them stay fair; every other round runs the list backwards, so no
+    load always runs right after the same neighbour. Requests, seconds and CPU are summed;
     p50 is the median of the slices' p50 and p99 the worst slice's p99."""
     slices: dict[str, list[LoadResult]] = {key: [] for key in runs}
+    order = list(runs.items())
     for round_ in range(rounds):
-        for key, run in runs.items():
-            slices[key].append(run_wrk(run, seconds / rounds, round_))
+        for key, run in order if round_ % 2 == 0 else reversed(order):
+            slices[key].append(run_wrk(run, seconds / rounds, probe, round_))
     return {
         key: LoadResult(
             name=results[0].name,
+            subject=results[0].subject,
             connections=results[0].connections,
             requests=sum(r.requests for r in results),
             seconds=sum(r.seconds for r in results),
             errors=sum(r.errors for r in results),
             p50_ms=statistics.median(r.p50_ms for r in results),
             p99_ms=max(r.p99_ms for r in results),
+            cpu_web_s=sum(r.cpu_web_s for r in results),
+            cpu_db_s=sum(r.cpu_db_s for r in results),
         )
         for key, results in slices.items()
     }
@@ -143,9 +168,10 @@ class Background:
 
 
 @contextlib.contextmanager
-def wrk_in_background(run: WrkRun, limit: float) -> Iterator[Background]:
+def wrk_in_background(run: WrkRun, limit: float, probe: CpuProbe) -> Iterator[Background]:
     """wrk for as long as the block runs (at most `limit` seconds); SIGINT makes it report."""
     holder = Background()
+    before = probe.snapshot(run.subject)
     proc = subprocess.Popen(
         run.command(limit), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -159,7 +185,23 @@ def wrk_in_background(run: WrkRun, limit: float) -> Iterator[Background]:
         except subprocess.TimeoutExpired:
             proc.kill()
             output, _ = proc.communicate()
+    cpu = used(before, probe.snapshot(run.subject))
     holder.result = parse_wrk(run, output)
+    holder.result.cpu_web_s, holder.result.cpu_db_s = cpu.web_s, cpu.database_s
+
+
+def check_same_caller(service: Subject, floor: Subject, access_token: str) -> None:
+    """Before any figure: the floor must accept the service's token and find the same user,
+    or the comparison would be with a floor that answers 401 cheaply."""
+    auth = {"Authorization": f"Bearer {access_token}"}
+    answers = {}
+    for subject, path in ((service, "/auth/me"), (floor, "/me")):
+        status, body = http_get(subject.port, path, headers=auth)
+        if status != 200:
+            raise BenchError(f"GET {path} of the {subject.label} answered {status}: {body[:300]!r}")
+        answers[subject.label] = json.loads(body).get("email")
+    if answers["service"] != answers["floor"]:
+        raise BenchError(f"the service and the floor see different users: {answers}")
 
 
 # --- registrations, to the email at the SMTP server -------------------------------------------
@@ -251,14 +293,15 @@ class Cleanup:
 def measure_cleanup(
     me: WrkRun,
     seconds: float,
+    probe: CpuProbe,
     jobs_env: dict[str, str],
     expected: int,
     insert_s: float,
 ) -> tuple[LoadResult, LoadResult, Cleanup]:
     """GET /auth/me alone, then again while `flask cleanup-tokens` runs, until it ends."""
-    before = run_wrk(replace(me, name="GET /auth/me before cleanup"), seconds)
+    before = run_wrk(replace(me, name="GET /auth/me before cleanup"), seconds, probe)
     log("cleanup-tokens, with GET /auth/me load until it ends")
-    with wrk_in_background(replace(me, name="GET /auth/me during cleanup"), 120) as during:
+    with wrk_in_background(replace(me, name="GET /auth/me during cleanup"), 120, probe) as during:
         time.sleep(1)  # wrk connected and running before the cleanup starts
         started = time.perf_counter()
         output = run_cli(["cleanup-tokens"], jobs_env, timeout=110)

@@ -13,7 +13,6 @@ import shutil
 import signal
 import sys
 import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,13 @@ from flask import Flask
 
 from bench import in_process, report
 from bench.common import BIN, BenchError, log
+from bench.cpu import CpuProbe
 from bench.measure import (
     WrkRun,
+    check_same_caller,
     measure_cleanup,
     register_load,
     run_interleaved,
-    run_wrk,
 )
 from bench.stack import Stack, Started, start_stack
 
@@ -49,7 +49,9 @@ def check_tools() -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n", 1)[0])
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (WEB_CONCURRENCY)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gunicorn workers, of the service and the floor"
+    )
     parser.add_argument(
         "--duration", type=float, default=10, help="seconds of wrk per load, over all rounds"
     )
@@ -64,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--pg-admin-url",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a database to connect to for CREATE/DROP DATABASE",
+        help="a database to connect to for CREATE/DROP DATABASE and pg_stat_activity",
     )
     parser.add_argument(
         "--db-name", help="the run's database, created and dropped (default accounts_bench_PID)"
@@ -83,51 +85,67 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def measure(
-    args: argparse.Namespace, started: Started, app: Flask, work_dir: Path
+    args: argparse.Namespace, started: Started, app: Flask, probe: CpuProbe, work_dir: Path
 ) -> report.Figures:
     """Seed, time argon2 and the strength check, then every load in the order of the README."""
     machine = report.machine_description()
     refresh_pool = max(2000, int(args.duration * 1500))
     seeded = in_process.seed(app, args.users, refresh_pool, work_dir, args.rounds)
     log(f"seeded {args.users} users, {refresh_pool} refresh tokens in {seeded.seconds:.1f} s")
-    argon2_s = in_process.time_argon2_verify(seeded.password_hash)
-    log(f"one argon2 verify: {argon2_s * 1000:.1f} ms")
+    argon2 = in_process.time_argon2_verify(seeded.password_hash)
+    log(f"one argon2 verify: {argon2.wall_s * 1000:.1f} ms, {argon2.cpu_s * 1000:.1f} ms CPU")
     strength_s = in_process.time_strength_check()
     log(f"128-character strength check: {strength_s * 1000:.1f} ms")
 
-    port = started.port
+    service, floor = started.service, started.floor
+    access_token = seeded.access_file.read_text().split("\n", 1)[0]
+    check_same_caller(service, floor, access_token)
+
     c, w = args.connections, args.workers
-    tokens = (seeded.access_file,)
-    me = WrkRun("GET /auth/me", port, path="/auth/me", kind="bearer", files=tokens, connections=c)
+    tokens, logins = (seeded.access_file,), (seeded.login_file,)
+    me = WrkRun(
+        "GET /auth/me", service, path="/auth/me", kind="bearer", files=tokens, connections=c
+    )
+    # Service and floor side by side, so that each pair runs one right after the other.
     runs = {
-        "health": WrkRun("GET /health", port, connections=c),
+        "health": WrkRun("GET /health", service, connections=c),
+        "floor_health": WrkRun("GET /health", floor, connections=c),
         "me": me,
+        "floor_me": WrkRun(
+            "GET /me", floor, path="/me", kind="bearer", files=tokens, connections=c
+        ),
         "refresh": WrkRun(
             "POST /auth/refresh",
-            port,
+            service,
             method="POST",
             path="/auth/refresh",
             kind="once",
             files=tuple(seeded.refresh_files),
             connections=c,
         ),
+        # One connection for the latency of a login alone, then enough to keep every worker busy.
+        "login_c1": WrkRun(
+            "POST /auth/login (latency)",
+            service,
+            method="POST",
+            path="/auth/login",
+            kind="body",
+            files=logins,
+            connections=1,
+        ),
+        "login": WrkRun(
+            "POST /auth/login (throughput)",
+            service,
+            method="POST",
+            path="/auth/login",
+            kind="body",
+            files=logins,
+            connections=2 * w,
+        ),
     }
-    loads = run_interleaved(runs, args.duration, args.rounds)
-    # One connection for the latency of a login alone, then enough to keep every worker busy.
-    login = WrkRun(
-        "POST /auth/login (latency)",
-        port,
-        method="POST",
-        path="/auth/login",
-        kind="body",
-        files=(seeded.login_file,),
-        connections=1,
-    )
-    loads["login_c1"] = run_wrk(login, args.duration)
-    login = replace(login, name="POST /auth/login (throughput)", connections=2 * w)
-    loads["login"] = run_wrk(login, args.duration)
+    loads = run_interleaved(runs, args.duration, args.rounds, probe)
 
-    registration = register_load(port, args.reg_rate, args.reg_seconds, started.smtp)
+    registration = register_load(service.port, args.reg_rate, args.reg_seconds, started.smtp)
     log(
         f"  {registration.created}/{registration.sent} created, {registration.emails} emails, "
         f"p50 {registration.email_p50_s:.2f} s, p95 {registration.email_p95_s:.2f} s"
@@ -139,7 +157,7 @@ def measure(
     )
     log(f"  inserted in {insert_s:.1f} s")
     loads["me_before"], loads["me_during"], cleanup = measure_cleanup(
-        me, args.duration, started.jobs_env, args.expired_tokens, insert_s
+        me, args.duration, probe, started.jobs_env, args.expired_tokens, insert_s
     )
     return report.Figures(
         machine=machine,
@@ -153,17 +171,20 @@ def measure(
             "expired_tokens": args.expired_tokens,
         },
         loads=loads,
-        argon2_s=argon2_s,
+        argon2_s=argon2.wall_s,
+        argon2_cpu_s=argon2.cpu_s,
         strength_s=strength_s,
         registration=registration,
         cleanup=cleanup,
     )
 
 
-def shut_down(stack: Stack, app: Flask | None) -> None:
+def shut_down(stack: Stack, app: Flask | None, probe: CpuProbe | None) -> None:
     """Undo everything the run did, each step whatever happened to the one before."""
-    log("stopping the service, the worker and the SMTP server; dropping the database")
+    log("stopping the service, the floor, the worker and the SMTP server; dropping the database")
     stack.stop()
+    if probe is not None:
+        probe.close()
     if app is not None:
         in_process.dispose(app)
     try:
@@ -194,11 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="accounts-bench-"))
     stack = Stack(log_dir, args.pg_admin_url, args.db_name or run_name, run_name)
     app: Flask | None = None
+    probe: CpuProbe | None = None
     failed = True
     try:
         started = start_stack(stack, args.workers, args.redis_url, args.redis_db)
         app = in_process.make_app(started.seed_env)
-        figures = measure(args, started, app, log_dir)
+        probe = CpuProbe(args.pg_admin_url, stack.database)
+        figures = measure(args, started, app, probe, log_dir)
         goals = report.targets(figures)
         print(report.render(figures, goals), flush=True)
         if args.json:
@@ -209,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     finally:
-        shut_down(stack, app)
+        shut_down(stack, app, probe)
         if failed or args.keep_logs:
             print(f"bench: logs kept in {log_dir}", file=sys.stderr)
         else:

@@ -1,11 +1,13 @@
 """Start and stop what the benchmark measures: a database and a Redis database of the run's
-own, an SMTP server in this process, and the service under gunicorn with an RQ worker."""
+own, an SMTP server in this process, the service under gunicorn with an RQ worker, and the
+floor app under the same gunicorn settings."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -22,10 +24,17 @@ from redis import Redis
 from rq import Worker
 
 from bench.common import BIN, ROOT, BenchError, free_port, log
+from bench.cpu import Subject
 
 # Redis databases a run may claim: 0 is what `make run` and most tools use by default, and the
 # test suite uses 15 (TEST_REDIS_URL).
 REDIS_DBS = range(1, 15)
+
+# application_name of each kind of connection, so that CPU is charged to the right subject.
+SERVICE_DB_APP = "bench-service"
+FLOOR_DB_APP = "bench-floor"
+JOBS_DB_APP = "bench-jobs"  # the RQ worker and the flask CLI
+SEED_DB_APP = "bench-seed"  # this process
 
 
 def with_path_and_query(url: str, path: str, **query: str) -> str:
@@ -89,8 +98,10 @@ class Stack:
     def redis_claim_key(self) -> str:
         return f"{self.run_name}:claim"
 
-    def database_url(self) -> str:
-        return with_path_and_query(self.admin_url, f"/{self.database}")
+    def database_url(self, application_name: str) -> str:
+        return with_path_and_query(
+            self.admin_url, f"/{self.database}", application_name=application_name
+        )
 
     def create_database(self) -> None:
         try:
@@ -244,7 +255,8 @@ def wait_for_worker(conn: Redis, worker: subprocess.Popen[bytes], timeout: float
 
 @dataclass
 class Started:
-    port: int  # the service's
+    service: Subject
+    floor: Subject
     jobs_env: dict[str, str]  # for `flask --app wsgi …` commands during the run
     seed_env: dict[str, str]  # for the app in this process
     smtp: ArrivalHandler
@@ -252,17 +264,15 @@ class Started:
 
 def start_stack(stack: Stack, workers: int, redis_server: str, redis_db: int | None) -> Started:
     """Create the database, claim a Redis database, migrate, and start the SMTP server, the
-    service and its RQ worker; return once each answers."""
+    service, its RQ worker and the floor; return once each answers."""
     stack.create_database()
     redis_url = stack.claim_redis(redis_server, redis_db)
     log(f"database {stack.database}, Redis {redis_url}; logs in {stack.log_dir}")
     smtp, smtp_port = stack.start_smtp()
 
-    port = free_port()
-    env = {
+    base = {
         **os.environ,
         "APP_ENV": "development",
-        "DATABASE_URL": stack.database_url(),
         "REDIS_URL": redis_url,
         "MAIL_SERVER": "127.0.0.1",
         "MAIL_PORT": str(smtp_port),
@@ -270,24 +280,51 @@ def start_stack(stack: Stack, workers: int, redis_server: str, redis_db: int | N
         "MAIL_USE_SSL": "false",
         "RATELIMIT_ENABLED": "false",
         "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_BIND": f"127.0.0.1:{port}",
         "FLASK_APP": "wsgi",
+        # A key of the run's own, handed to the service, this process (which signs the seeded
+        # tokens) and the floor (which verifies them) alike.
+        "JWT_SECRET_KEY": secrets.token_urlsafe(32),
     }
     for name in ("S3_ENDPOINT_URL", "S3_BUCKET", "MAIL_USERNAME", "MAIL_PASSWORD"):
-        env.pop(name, None)
-    run_cli(["db", "upgrade"], env)
-    run_cli(["seed-groups"], env)
+        base.pop(name, None)
+    jobs_env = {**base, "DATABASE_URL": stack.database_url(JOBS_DB_APP)}
+    run_cli(["db", "upgrade"], jobs_env)
+    run_cli(["seed-groups"], jobs_env)
 
-    cmd = [str(BIN / "gunicorn"), "wsgi:app", "--bind", f"127.0.0.1:{port}"]
-    gunicorn = stack.start("service", [*cmd, "--workers", str(workers)], env)
-    worker = stack.start("worker", [str(BIN / "flask"), "--app", "wsgi", "rq", "worker"], env)
-    wait_for_health("service", port, gunicorn)
+    subjects = {}
+    # Both under `gunicorn` from the repository root, so both read its gunicorn.conf.py: the
+    # same sync workers, worker count, timeout and access log.
+    for label, target, db_app in (
+        ("service", "wsgi:app", SERVICE_DB_APP),
+        ("floor", "bench.floor:app", FLOOR_DB_APP),
+    ):
+        port = free_port()
+        env = {
+            **base,
+            "DATABASE_URL": stack.database_url(db_app),
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+        }
+        cmd = [str(BIN / "gunicorn"), target, "--bind", f"127.0.0.1:{port}"]
+        proc = stack.start(label, [*cmd, "--workers", str(workers)], env)
+        subjects[label] = Subject(label, port, proc.pid, db_app)
+    worker = stack.start("worker", [str(BIN / "flask"), "--app", "wsgi", "rq", "worker"], jobs_env)
+    for label, subject in subjects.items():
+        wait_for_health(label, subject.port, stack.processes[label])
     assert stack.redis is not None  # claimed above
     wait_for_worker(stack.redis, worker)
-    log(f"service on :{port} ({workers} workers), RQ worker up, SMTP on :{smtp_port}")
+    log(
+        f"service on :{subjects['service'].port}, floor on :{subjects['floor'].port} "
+        f"({workers} workers each), RQ worker up, SMTP on :{smtp_port}"
+    )
     return Started(
-        port=port,
-        jobs_env=env,
-        seed_env={k: env[k] for k in ("APP_ENV", "DATABASE_URL", "REDIS_URL")},
+        service=subjects["service"],
+        floor=subjects["floor"],
+        jobs_env=jobs_env,
+        seed_env={
+            "APP_ENV": base["APP_ENV"],
+            "REDIS_URL": redis_url,
+            "JWT_SECRET_KEY": base["JWT_SECRET_KEY"],
+            "DATABASE_URL": stack.database_url(SEED_DB_APP),
+        },
         smtp=smtp,
     )
