@@ -52,10 +52,11 @@ DASHBOARD_PORT ?= 9181
 dashboard: install
 	$(BIN)/rq-dashboard --bind 127.0.0.1 --port $(DASHBOARD_PORT) --redis-url $${REDIS_URL:-redis://127.0.0.1:6379/0}
 
-# Throughput and latency figures against PostgreSQL, Redis (db 10), gunicorn, an RQ worker and
-# an SMTP server; needs wrk. It cleans up after itself; see bench/run.py and bench/RESULTS.md.
+# Throughput and latency figures against PostgreSQL, Redis, gunicorn, an RQ worker and an SMTP
+# server; needs wrk. It uses a database and a Redis database of its own and cleans up after
+# itself; see bench/README.md and bench/RESULTS.md. Options: BENCH_ARGS="--duration 6".
 bench: install
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

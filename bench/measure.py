@@ -1,0 +1,320 @@
+"""Drive load and read what it cost: wrk runs with the CPU they used, and registrations
+followed to their activation email."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from bench.common import LUA, BenchError, log, percentile
+from bench.cpu import CpuProbe, Subject, used
+from bench.stack import ArrivalHandler, http_get, run_cli
+
+# How load.lua fills each request; see its header.
+Kind = Literal["none", "bearer", "body", "once"]
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    """One request shape sent to one subject, in the terms bench/load.lua takes."""
+
+    name: str  # as printed, e.g. "GET /auth/me"
+    subject: Subject
+    method: str = "GET"
+    path: str = "/health"
+    kind: Kind = "none"
+    # The files of request lines: one for every round with "once" (each token is sent once,
+    # and every wrk run starts its file from the top), else one reused by every run.
+    files: tuple[Path, ...] = ()
+    connections: int = 8
+    threads: int = 2
+
+    def file(self, round_: int) -> Path | None:
+        if not self.files:
+            return None
+        if self.kind == "once" and round_ >= len(self.files):
+            raise BenchError(f"{self.name}: no unspent request file for round {round_ + 1}")
+        return self.files[round_ % len(self.files)]
+
+    def command(self, seconds: float, round_: int = 0) -> list[str]:
+        threads = min(self.threads, self.connections)
+        lines = self.file(round_)
+        return [
+            "wrk",
+            f"-t{threads}",
+            f"-c{self.connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(LUA),
+            f"http://127.0.0.1:{self.subject.port}",
+            "--",
+            self.method,
+            self.path,
+            self.kind,
+            str(lines) if lines else "-",
+            str(threads),
+        ]
+
+
+@dataclass
+class LoadResult:
+    name: str
+    subject: str
+    connections: int
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+    cpu_web_s: float = 0.0  # gunicorn master and workers
+    cpu_db_s: float = 0.0  # the PostgreSQL backends they use
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """CPU per request, web processes and database together."""
+        cpu = self.cpu_web_s + self.cpu_db_s
+        return cpu * 1000 / self.requests if self.requests else float("nan")
+
+    @property
+    def db_cpu_ms(self) -> float:
+        return self.cpu_db_s * 1000 / self.requests if self.requests else float("nan")
+
+
+def parse_wrk(run: WrkRun, output: str) -> LoadResult:
+    for line in output.splitlines():
+        if line.startswith("BENCH_JSON "):
+            data = json.loads(line.removeprefix("BENCH_JSON "))
+            kinds = ("status_errors", "connect_errors", "read_errors", "write_errors", "timeouts")
+            return LoadResult(
+                name=run.name,
+                subject=run.subject.label,
+                connections=run.connections,
+                requests=data["requests"],
+                seconds=data["duration_us"] / 1e6,
+                errors=sum(data[k] for k in kinds),
+                p50_ms=data["p50_us"] / 1000,
+                p99_ms=data["p99_us"] / 1000,
+            )
+    raise BenchError(f"wrk printed no result for {run.name}:\n{output}")
+
+
+def run_wrk(run: WrkRun, seconds: float, probe: CpuProbe, round_: int = 0) -> LoadResult:
+    log(f"wrk {run.subject.label} {run.name}: {run.connections} connections, {seconds:g} s")
+    cmd = run.command(seconds, round_)
+    before = probe.snapshot(run.subject)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
+    cpu = used(before, probe.snapshot(run.subject))
+    if result.returncode != 0:
+        raise BenchError(f"wrk failed for {run.name}:\n{result.stdout}{result.stderr}")
+    outcome = parse_wrk(run, result.stdout)
+    outcome.cpu_web_s, outcome.cpu_db_s = cpu.web_s, cpu.database_s
+    log(
+        f"  {outcome.rps:.0f} req/s, {outcome.cpu_ms:.2f} CPU ms/req, p50 {outcome.p50_ms:.1f} ms, "
+        f"p99 {outcome.p99_ms:.1f} ms, {outcome.errors} errors"
+    )
+    return outcome
+
+
+def run_interleaved(
+    runs: dict[str, WrkRun], seconds: float, rounds: int, probe: CpuProbe
+) -> dict[str, LoadResult]:
+    """Run each load for seconds / rounds, all of them in turn, `rounds` times, and merge.
+
+    A change in the machine's background load then hits every load and both subjects alike,
+    so the ratios between them stay fair; every other round runs the list backwards, so no
+    load always runs right after the same neighbour. Requests, seconds and CPU are summed;
+    p50 is the median of the slices' p50 and p99 the worst slice's p99."""
+    slices: dict[str, list[LoadResult]] = {key: [] for key in runs}
+    order = list(runs.items())
+    for round_ in range(rounds):
+        for key, run in order if round_ % 2 == 0 else reversed(order):
+            slices[key].append(run_wrk(run, seconds / rounds, probe, round_))
+    return {
+        key: LoadResult(
+            name=results[0].name,
+            subject=results[0].subject,
+            connections=results[0].connections,
+            requests=sum(r.requests for r in results),
+            seconds=sum(r.seconds for r in results),
+            errors=sum(r.errors for r in results),
+            p50_ms=statistics.median(r.p50_ms for r in results),
+            p99_ms=max(r.p99_ms for r in results),
+            cpu_web_s=sum(r.cpu_web_s for r in results),
+            cpu_db_s=sum(r.cpu_db_s for r in results),
+        )
+        for key, results in slices.items()
+    }
+
+
+@dataclass
+class Background:
+    result: LoadResult | None = None
+
+
+@contextlib.contextmanager
+def wrk_in_background(run: WrkRun, limit: float, probe: CpuProbe) -> Iterator[Background]:
+    """wrk for as long as the block runs (at most `limit` seconds); SIGINT makes it report."""
+    holder = Background()
+    before = probe.snapshot(run.subject)
+    proc = subprocess.Popen(
+        run.command(limit), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield holder
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            output, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            output, _ = proc.communicate()
+    cpu = used(before, probe.snapshot(run.subject))
+    holder.result = parse_wrk(run, output)
+    holder.result.cpu_web_s, holder.result.cpu_db_s = cpu.web_s, cpu.database_s
+
+
+def check_same_caller(service: Subject, floor: Subject, access_token: str) -> None:
+    """Before any figure: the floor must accept the service's token and find the same user,
+    or the comparison would be with a floor that answers 401 cheaply."""
+    auth = {"Authorization": f"Bearer {access_token}"}
+    answers = {}
+    for subject, path in ((service, "/auth/me"), (floor, "/me")):
+        status, body = http_get(subject.port, path, headers=auth)
+        if status != 200:
+            raise BenchError(f"GET {path} of the {subject.label} answered {status}: {body[:300]!r}")
+        answers[subject.label] = json.loads(body).get("email")
+    if answers["service"] != answers["floor"]:
+        raise BenchError(f"the service and the floor see different users: {answers}")
+
+
+# --- registrations, to the email at the SMTP server -------------------------------------------
+
+
+@dataclass
+class RegistrationResult:
+    sent: int
+    created: int
+    http_p50_ms: float
+    http_p95_ms: float
+    emails: int
+    email_p50_s: float
+    email_p95_s: float
+    email_max_s: float
+    served_per_s: float
+    queue_p50_s: float
+    queue_p95_s: float
+
+
+def register_load(
+    port: int, rate: float, seconds: float, smtp: ArrivalHandler
+) -> RegistrationResult:
+    """Open-loop: request i is sent at start + i / rate whatever the earlier ones do, so a slow
+    server shows up as latency instead of as a lower request rate."""
+    count = max(1, round(rate * seconds))
+    start = time.monotonic() + 0.5
+    run_id = int(time.time())
+
+    def one(i: int) -> tuple[str, float, float, int]:
+        time.sleep(max(0.0, start + i / rate - time.monotonic()))
+        email = f"reg-{run_id}-{i}@example.com"
+        body = json.dumps({"email": email, "password": f"violet harbour {i} tangerine ledger"})
+        sent = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("POST", "/auth/register", body, {"Content-Type": "application/json"})
+            response = conn.getresponse()
+            response.read()
+            status = response.status
+        except OSError:
+            status = 0
+        finally:
+            conn.close()
+        return email, sent, time.monotonic(), status
+
+    log(f"registrations: {count} at {rate:g}/s, each followed to its email")
+    with ThreadPoolExecutor(max_workers=min(count, 256)) as pool:
+        outcomes = list(pool.map(one, range(count)))
+    created = [(email, sent, done) for email, sent, done, status in outcomes if status == 201]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if all(smtp.first_arrival(email) is not None for email, _, _ in created):
+            break
+        time.sleep(0.1)
+    http_latency = [done - sent for _, sent, done in created]
+    arrivals = [(sent, done, smtp.first_arrival(email)) for email, sent, done in created]
+    email_latency = [arrival - sent for sent, _, arrival in arrivals if arrival is not None]
+    # From the 201 to the email: the RQ worker and SMTP alone, without the web tier's queue.
+    after_response = [arrival - done for _, done, arrival in arrivals if arrival is not None]
+    span = max((done for _, _, done in created), default=start) - start
+    return RegistrationResult(
+        sent=count,
+        created=len(created),
+        http_p50_ms=percentile(http_latency, 50) * 1000,
+        http_p95_ms=percentile(http_latency, 95) * 1000,
+        emails=len(email_latency),
+        email_p50_s=percentile(email_latency, 50),
+        email_p95_s=percentile(email_latency, 95),
+        email_max_s=max(email_latency, default=float("nan")),
+        served_per_s=len(created) / span if span > 0 else float("nan"),
+        queue_p50_s=percentile(after_response, 50),
+        queue_p95_s=percentile(after_response, 95),
+    )
+
+
+# --- the cleanup of expired tokens, under load ---------------------------------------------------
+
+
+@dataclass
+class Cleanup:
+    seconds: float
+    deleted: int
+    expected: int
+    insert_s: float
+    output: str
+
+
+def measure_cleanup(
+    me: WrkRun,
+    seconds: float,
+    probe: CpuProbe,
+    jobs_env: dict[str, str],
+    expected: int,
+    insert_s: float,
+) -> tuple[LoadResult, LoadResult, Cleanup]:
+    """GET /auth/me alone, then again while `flask cleanup-tokens` runs, until it ends."""
+    before = run_wrk(replace(me, name="GET /auth/me before cleanup"), seconds, probe)
+    log("cleanup-tokens, with GET /auth/me load until it ends")
+    with wrk_in_background(replace(me, name="GET /auth/me during cleanup"), 120, probe) as during:
+        time.sleep(1)  # wrk connected and running before the cleanup starts
+        started = time.perf_counter()
+        output = run_cli(["cleanup-tokens"], jobs_env, timeout=110)
+        cleanup_s = time.perf_counter() - started
+    assert during.result is not None  # set when the block ends
+    # One line per kind of token: "refresh: 900000 deleted".
+    deleted = sum(int(line.split(":")[1].split()[0]) for line in output.splitlines() if ":" in line)
+    cleanup = Cleanup(
+        seconds=cleanup_s,
+        deleted=deleted,
+        expected=expected,
+        insert_s=insert_s,
+        output="; ".join(output.strip().splitlines()),
+    )
+    log(f"  cleanup took {cleanup_s:.1f} s: {cleanup.output}")
+    return before, during.result, cleanup
