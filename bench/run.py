@@ -6,7 +6,7 @@ README
 What it does, from a fresh clone after `make install`, in a few minutes:
 
 1. Creates a fresh PostgreSQL database (`accounts_bench`, dropped first if it exists), runs
-   `flask db upgrade` and `flask seed-groups`, and flushes Redis database 10.
+   `flask db upgrade`, `flask seed-groups` and `flask keys ensure`, and flushes Redis database 10.
 2. Starts, all bound to 127.0.0.1 on free ports: an aiosmtpd SMTP server inside this process
    (it records when each recipient's message arrives), gunicorn (`gunicorn wsgi:app` with the
    repository's gunicorn.conf.py, WEB_CONCURRENCY=--workers) and one RQ worker
@@ -401,8 +401,8 @@ def insert_expired_tokens(
         db.session.execute(
             sa.text(
                 "INSERT INTO refresh_tokens"
-                " (jti, user_id, family_id, expires_at, created_at, used_at, revoked_at)"
-                " SELECT md5('jti' || g), (:ids)[1 + g % :users], md5('family' || (g / 4)),"
+                " (token_hash, user_id, family_id, expires_at, created_at, used_at, revoked_at)"
+                " SELECT md5('refresh' || g), (:ids)[1 + g % :users], md5('family' || (g / 4)),"
                 "        now() - (g % 10000) * interval '1 minute' - interval '1 minute',"
                 "        now() - interval '8 days',"
                 "        CASE WHEN g % 4 <> 3 THEN now() - interval '8 days' END,"
@@ -890,6 +890,7 @@ def main(argv: list[str] | None = None) -> int:
             env.pop(name, None)
         run_cli(["db", "upgrade"], env)
         run_cli(["seed-groups"], env)
+        run_cli(["keys", "ensure"], env)
 
         gunicorn = stack.start(
             "gunicorn",
