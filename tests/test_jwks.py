@@ -127,8 +127,14 @@ def test_an_access_token_verifies_with_the_served_jwks_alone(
     jwks_client = jwt.PyJWKClient(f"{served}/.well-known/jwks.json")
     signing_key = jwks_client.get_signing_key_from_jwt(token)
     verified = jwt.decode(
-        token, signing_key.key, algorithms=["EdDSA"], audience=AUDIENCE, issuer=ISSUER
+        token,
+        signing_key.key,
+        algorithms=["EdDSA"],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        options={"require": ["exp", "iat", "sub", "iss", "aud"]},
     )
+    assert verified["type"] == "access"
     assert jwt.get_unverified_header(token)["alg"] == "EdDSA"
     assert {"iss", "aud", "sub", "iat", "exp", "jti", "fam", "group"} <= set(verified)
     assert verified["group"] == "USER"
