@@ -23,12 +23,14 @@ lock: install
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 	$(BIN)/uv pip compile --quiet pyproject.toml --constraint requirements.lock -o requirements-runtime.lock --python-version 3.11
 
-# Serves the API on 0.0.0.0:8000 with the embedded default: SQLite in instance/, jobs
+# Serves the API on 0.0.0.0:8000 with the embedded default: SQLite in instance/ (migrated,
+# seeded, with a signing key), jobs
 # in-process, emails printed and kept in instance/outbox/. One process with threads, so
 # the in-memory rate limits and the SQLite file are shared by every request.
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-groups
+	$(BIN)/flask keys ensure
 	$(BIN)/gunicorn wsgi:app --workers 1 --threads 4
 
 # The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server and S3.

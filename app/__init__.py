@@ -18,6 +18,8 @@ from app.errors import register_error_handlers
 from app.extensions import api, jwt, limiter, mail, migrate
 from app.http import init_http
 from app.jobs.queue import install_hooks
+from app.keys import routes as keys_routes
+from app.keys.ring import init_keys
 from app.log import configure_logging
 from app.profile import routes as profile_routes
 from app.storage import init_storage
@@ -41,11 +43,18 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     api.init_app(app)
     init_http(app)
     init_storage(app)
+    init_keys(app)
     install_hooks()
     register_jwt_callbacks()
 
-    # Every URL's handler, in one list: /auth, /auth/me, /admin, /health, /media.
-    blueprints = [auth_routes.blp, profile_routes.blp, admin_routes.blp, health.blp]
+    # Every URL's handler, in one list: /auth, /auth/me, /admin, /health, /.well-known, /media.
+    blueprints = [
+        auth_routes.blp,
+        profile_routes.blp,
+        admin_routes.blp,
+        health.blp,
+        keys_routes.blp,
+    ]
     if not app.config["S3_BUCKET"]:
         blueprints.append(media.blp)  # with S3, browsers fetch avatars from the bucket
     for blueprint in blueprints:

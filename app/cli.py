@@ -1,6 +1,9 @@
-"""Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | rq …`."""
+"""Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | keys … |
+rq …`."""
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import click
 from flask import Flask, current_app
@@ -12,12 +15,17 @@ from app.errors import DomainError
 from app.jobs.cleanup import delete_expired_tokens
 from app.jobs.schedule import make_scheduler, register_cleanup
 from app.jobs.worker import run_worker
+from app.keys import service as keys
+from app.keys.ring import keyring
 from app.log import audit
-from app.models import GroupName, User, UserProfile
+from app.models import GroupName, User, UserProfile, utcnow
 from app.schemas import NormalisedEmail
 from app.users import find_user_by_email, get_group, seed_groups
 
 rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
+keys_cli = AppGroup(
+    "keys", help="The keys that sign access tokens (published at /.well-known/jwks.json)."
+)
 
 
 @click.command("seed-groups")
@@ -78,6 +86,51 @@ def cleanup_tokens_command() -> None:
         click.echo(f"{kind}: {count} deleted")
 
 
+@keys_cli.command("ensure")
+def keys_ensure_command() -> None:
+    """Create a signing key if there is none (running it again changes nothing)."""
+    key = keys.ensure_key()
+    if key is None:
+        click.echo("a signing key is already current")
+        return
+    audit("signing_key_created", kid=key.kid)
+    click.echo(f"created signing key {key.kid}")
+
+
+@keys_cli.command("rotate")
+def keys_rotate_command() -> None:
+    """Make a new signing key current; older keys stay published until their tokens expire."""
+    try:
+        key = keys.rotate_key()
+    except DomainError as exc:
+        raise click.ClickException(exc.detail) from exc
+    keyring().forget()
+    audit("signing_key_rotated", kid=key.kid)
+    click.echo(
+        f"signing key {key.kid} is current; every process signs with it within "
+        f"{current_app.config['SIGNING_KEY_CACHE_SECONDS']} s"
+    )
+
+
+@keys_cli.command("list")
+def keys_list_command() -> None:
+    """Each key: kid, created, current or retired (and until when it is published)."""
+    now = utcnow()
+    for key in keys.all_keys():
+        until = keys.published_until(key)
+        if until is None:
+            state = "current"
+        elif until > now:
+            state = f"retired {_iso(key.retired_at)}, published until {_iso(until)}"
+        else:
+            state = f"retired {_iso(key.retired_at)}, no longer published"
+        click.echo(f"{key.kid}  created {_iso(key.created_at)}  {state}")
+
+
+def _iso(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+
+
 def _app_with_redis() -> Flask:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.config["REDIS_URL"]:
@@ -109,4 +162,5 @@ def rq_scheduler_command(burst: bool) -> None:
 def register_cli(app: Flask) -> None:
     for command in (seed_groups_command, create_admin_command, cleanup_tokens_command):
         app.cli.add_command(command)
+    app.cli.add_command(keys_cli)
     app.cli.add_command(rq_cli)

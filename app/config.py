@@ -70,6 +70,11 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "PASSWORD_RESET_TOKEN_TTL": _int(env, "PASSWORD_RESET_TOKEN_TTL", 86400),
         "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
         "JWT_REFRESH_TOKEN_EXPIRES": _int(env, "JWT_REFRESH_TOKEN_EXPIRES", 604800),
+        # The `aud` of access tokens: the services that accept them check it.
+        "JWT_AUDIENCE": env.get("JWT_AUDIENCE") or "cinema",
+        # How long each process keeps the signing keys before reading them again: the
+        # longest a process goes on signing with a key after `flask keys rotate`.
+        "SIGNING_KEY_CACHE_SECONDS": _int(env, "SIGNING_KEY_CACHE_SECONDS", 30),
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
         # How many reverse proxies stand in front of gunicorn: X-Forwarded-For is believed for
         # that many hops, so rate limits key on the client, not on the proxy. 0 = none.
@@ -94,8 +99,13 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     # Only the JSON body and the Authorization header carry tokens; no cookies, so no CSRF.
     config.setdefault("JWT_TOKEN_LOCATION", ["headers"])
-    config.setdefault("JWT_ALGORITHM", "HS256")
-    config.setdefault("JWT_DECODE_ALGORITHMS", ["HS256"])
+    # Access tokens are signed by app.keys with EdDSA; decoding accepts that one algorithm,
+    # our issuer and our audience, whatever a token's header asks for. JWT_SECRET_KEY signs
+    # nothing any more (refresh tokens are opaque strings).
+    config["JWT_ALGORITHM"] = "EdDSA"
+    config["JWT_DECODE_ALGORITHMS"] = ["EdDSA"]
+    config["JWT_DECODE_ISSUER"] = config["PUBLIC_BASE_URL"]
+    config["JWT_DECODE_AUDIENCE"] = config["JWT_AUDIENCE"]
     config.setdefault("JWT_ERROR_MESSAGE_KEY", "detail")
     # Flask's own defaults already hold MAX_CONTENT_LENGTH = None (no limit): setdefault
     # would keep that, so an unset or None limit is replaced here.

@@ -135,12 +135,14 @@ class PasswordResetToken(_EmailToken, db.Model):  # type: ignore[name-defined]
 
 
 class RefreshToken(db.Model):  # type: ignore[name-defined]
-    """A refresh token issued to a login ("family"); rows double as the session blocklist."""
+    """A refresh token issued to a login ("family"); rows double as the session blocklist.
+
+    The token is an opaque random string; only its SHA-256 is stored."""
 
     __tablename__ = "refresh_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    jti: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     family_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,10 +1,11 @@
 """The floor: the least a web process can do for the service's two cheapest requests, run by
 `make bench` on the service's gunicorn settings and database to compare the service with.
 
-`gunicorn bench.floor:app`, with DATABASE_URL and JWT_SECRET_KEY as the service has them.
+`gunicorn bench.floor:app`, with DATABASE_URL as the service has it.
 It imports nothing from `app`, so it costs what Flask, PyJWT and one query cost, no more.
 """
 
+import json
 import os
 from typing import Any
 
@@ -16,13 +17,21 @@ app = Flask(__name__)
 _conn: Any = None  # one connection per worker, opened after gunicorn forks it
 
 
-def verification_key() -> tuple[str, list[str]]:
-    """The key and algorithms that verify the service's access tokens. The service signs with
-    HS256 and JWT_SECRET_KEY today; when it signs with EdDSA, return its public key here."""
-    return os.environ["JWT_SECRET_KEY"], ["HS256"]
+def verification_key() -> tuple[Any, list[str]]:
+    """The public key that verifies the service's access tokens: its current signing key, as
+    the JWKS publishes it, read once at start from the service's database."""
+    with psycopg2.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
+        cur.execute("SELECT public_jwk FROM signing_keys WHERE retired_at IS NULL")
+        row = cur.fetchone()
+    conn.close()
+    if row is None:
+        raise RuntimeError("the service has no signing key: run `flask keys ensure`")
+    jwk = row[0] if isinstance(row[0], dict) else json.loads(row[0])
+    return jwt.PyJWK(jwk).key, [jwk["alg"]]
 
 
 KEY, ALGORITHMS = verification_key()
+AUDIENCE = os.environ.get("JWT_AUDIENCE", "cinema")
 
 
 @app.get("/health")
@@ -37,7 +46,13 @@ def me() -> Any:
     try:
         if scheme.lower() != "bearer":
             raise jwt.InvalidTokenError("no bearer token")
-        claims = jwt.decode(token, KEY, algorithms=ALGORITHMS, options={"require": ["exp", "sub"]})
+        claims = jwt.decode(
+            token,
+            KEY,
+            algorithms=ALGORITHMS,
+            audience=AUDIENCE,
+            options={"require": ["exp", "sub"], "verify_iss": False},
+        )
         user_id = int(claims["sub"])
     except (jwt.InvalidTokenError, ValueError):
         return jsonify(detail="The access token is not valid."), 401

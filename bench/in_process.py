@@ -138,8 +138,8 @@ def insert_expired_tokens(app: Flask, total: int, user_ids: list[int], password_
         db.session.execute(
             sa.text(
                 "INSERT INTO refresh_tokens"
-                " (jti, user_id, family_id, expires_at, created_at, used_at, revoked_at)"
-                " SELECT md5('jti' || g), (:ids)[1 + g % :users], md5('family' || (g / 4)),"
+                " (token_hash, user_id, family_id, expires_at, created_at, used_at, revoked_at)"
+                " SELECT md5('refresh' || g), (:ids)[1 + g % :users], md5('family' || (g / 4)),"
                 "        now() - (g % 10000) * interval '1 minute' - interval '1 minute',"
                 "        now() - interval '8 days',"
                 "        CASE WHEN g % 4 <> 3 THEN now() - interval '8 days' END,"

@@ -290,6 +290,7 @@ def start_stack(stack: Stack, workers: int, redis_server: str, redis_db: int | N
     jobs_env = {**base, "DATABASE_URL": stack.database_url(JOBS_DB_APP)}
     run_cli(["db", "upgrade"], jobs_env)
     run_cli(["seed-groups"], jobs_env)
+    run_cli(["keys", "ensure"], jobs_env)
 
     subjects = {}
     # Both under `gunicorn` from the repository root, so both read its gunicorn.conf.py: the

@@ -27,8 +27,9 @@ from flask_migrate import upgrade
 from redis import Redis
 
 from app import create_app
-from app.users import seed_groups
 from app.db import db
+from app.keys.service import ensure_key
+from app.users import seed_groups
 
 REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
@@ -84,6 +85,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     with app.app_context():
         upgrade()
         seed_groups()
+        ensure_key()
         db.engine.dispose()
     return url
 

@@ -31,7 +31,7 @@ def stored_secrets(app: Flask) -> list[str]:
         values = list(db.session.scalars(sa.select(User.password_hash)))
         for model in (ActivationToken, PasswordResetToken):
             values += db.session.scalars(sa.select(model.token_hash))
-        values += db.session.scalars(sa.select(RefreshToken.jti))
+        values += db.session.scalars(sa.select(RefreshToken.token_hash))
     return values
 
 

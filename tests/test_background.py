@@ -131,7 +131,7 @@ def make_tokens(app: Flask, *, expired: int, valid: int) -> None:
                         user_id=user.id, token_hash=secrets.token_hex(32), expires_at=expires_at
                     ),
                     RefreshToken(
-                        jti=secrets.token_hex(16),
+                        token_hash=secrets.token_hex(32),
                         user_id=user.id,
                         family_id=secrets.token_hex(16),
                         expires_at=expires_at,

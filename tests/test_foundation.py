@@ -338,7 +338,10 @@ class TestCommandLine:
             token.expires_at = utcnow() - timedelta(seconds=1)
             db.session.add(
                 RefreshToken(
-                    jti="x", user_id=old.id, family_id="f", expires_at=utcnow() - timedelta(days=1)
+                    token_hash="x",
+                    user_id=old.id,
+                    family_id="f",
+                    expires_at=utcnow() - timedelta(days=1),
                 )
             )
             db.session.commit()

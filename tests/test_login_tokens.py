@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import jwt as pyjwt
@@ -14,10 +16,9 @@ import sqlalchemy as sa
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
-from flask_jwt_extended import create_refresh_token
 
 from app.db import db
-from app.models import User, utcnow
+from app.models import RefreshToken, User, utcnow
 from tests.conftest import PASSWORD, Accounts, bearer
 from tests.test_foundation import assert_problem
 
@@ -47,6 +48,18 @@ def assert_401(response) -> dict[str, Any]:
     body = assert_problem(response, 401)
     assert response.headers["WWW-Authenticate"] == "Bearer"
     return body
+
+
+def refresh_expiry(app: Flask, token: str) -> datetime:
+    """The end of the login the refresh token belongs to, as its record holds it."""
+    with app.app_context():
+        expires_at = db.session.scalar(
+            sa.select(RefreshToken.expires_at).where(
+                RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest()
+            )
+        )
+    assert expires_at is not None, "no record of this refresh token"
+    return expires_at
 
 
 def b64(data: dict[str, Any]) -> str:
@@ -140,21 +153,21 @@ class TestRefresh:
         assert_401(client.post("/auth/refresh"))
 
     def test_rotation_never_extends_the_login(
-        self, client: FlaskClient, accounts: Accounts
+        self, app: Flask, client: FlaskClient, accounts: Accounts
     ) -> None:
         start = utcnow()
         pair = accounts.active_user("finite@example.com")
-        end = claims(pair["refresh_token"])["exp"]
-        assert end - claims(pair["refresh_token"])["iat"] == 7 * 24 * 3600
+        end = refresh_expiry(app, pair["refresh_token"])
+        assert start + timedelta(days=7) <= end <= utcnow() + timedelta(days=7)
         with time_machine.travel(start + timedelta(days=6)):
             pair = refresh(client, pair["refresh_token"]).json
-            assert claims(pair["refresh_token"])["exp"] == end
-        with time_machine.travel(datetime.fromtimestamp(end, UTC) - timedelta(seconds=60)):
+            assert refresh_expiry(app, pair["refresh_token"]) == end
+        with time_machine.travel(end - timedelta(seconds=60)):
             pair = refresh(client, pair["refresh_token"]).json
             # The last access token ends with the login, not 15 minutes later.
             assert pair["expires_in"] <= 60
-            assert claims(pair["access_token"])["exp"] <= end
-        with time_machine.travel(datetime.fromtimestamp(end, UTC) + timedelta(seconds=1)):
+            assert claims(pair["access_token"])["exp"] <= end.timestamp()
+        with time_machine.travel(end + timedelta(seconds=1)):
             body = assert_401(refresh(client, pair["refresh_token"]))
             assert "expired" in body["detail"]
             assert_401(me(client, pair["access_token"]))
@@ -162,19 +175,47 @@ class TestRefresh:
     def test_refresh_lifetime_follows_the_setting(
         self, app_factory: Callable[..., Flask], mailbox
     ) -> None:
-        client = app_factory(JWT_REFRESH_TOKEN_EXPIRES=3600).test_client()
+        app = app_factory(JWT_REFRESH_TOKEN_EXPIRES=3600)
+        client = app.test_client()
+        before = utcnow()
         pair = Accounts(client, mailbox).active_user("hourly@example.com")
-        token = claims(pair["refresh_token"])
-        assert token["exp"] - token["iat"] == 3600
+        end = refresh_expiry(app, pair["refresh_token"])
+        assert before + timedelta(hours=1) <= end <= utcnow() + timedelta(hours=1)
+        with time_machine.travel(end + timedelta(seconds=1)):
+            assert "expired" in assert_401(refresh(client, pair["refresh_token"]))["detail"]
+
+    def test_refresh_tokens_are_opaque_and_stored_as_their_hash(
+        self, app: Flask, accounts: Accounts
+    ) -> None:
+        pair = accounts.active_user("opaque@example.com")
+        token = pair["refresh_token"]
+        assert "." not in token and len(token) >= 43  # 256 random bits, no JWT to decode
+        with app.app_context():
+            stored = db.session.scalars(sa.select(RefreshToken.token_hash)).all()
+        assert stored == [hashlib.sha256(token.encode()).hexdigest()]
 
     def test_unknown_token_is_401(
         self, app: Flask, client: FlaskClient, accounts: Accounts
     ) -> None:
-        accounts.active_user("forged@example.com")
-        with app.app_context():
-            # Signed with our key but never issued: no database record.
-            token = create_refresh_token(identity="1", additional_claims={"fam": "f", "jti": "j"})
-        assert_401(refresh(client, token))
+        pair = accounts.active_user("forged@example.com")
+        # A token of the right shape that was never issued: no database record.
+        assert_401(refresh(client, secrets.token_urlsafe(32)))
+        # A refresh token as the HS256 code used to issue them, signed with JWT_SECRET_KEY
+        # and naming a live login.
+        now = int(utcnow().timestamp())
+        old_style = pyjwt.encode(
+            {
+                "sub": claims(pair["access_token"])["sub"],
+                "fam": claims(pair["access_token"])["fam"],
+                "jti": "j",
+                "type": "refresh",
+                "iat": now,
+                "exp": now + 3600,
+            },
+            app.config["JWT_SECRET_KEY"],
+            "HS256",
+        )
+        assert_401(refresh(client, old_style))
 
     @pytest.mark.parametrize("token", ["garbage", "a.b.c", ""])
     def test_malformed_token_is_401_or_422(self, client: FlaskClient, token: str) -> None:
@@ -331,7 +372,9 @@ class TestAccessTokens:
         assert me(client, pair["access_token"]).json["group"] == "USER"
         accounts.set_group(app, "promoted@example.com", "MODERATOR")
         assert me(client, pair["access_token"]).json["group"] == "MODERATOR"
-        assert "group" not in claims(pair["access_token"])  # nothing stale to trust
+        # The token still says what the group was when it was issued; this service never
+        # trusts that claim.
+        assert claims(pair["access_token"])["group"] == "USER"
 
 
 AUTH_BODIES = {

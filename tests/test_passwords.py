@@ -14,8 +14,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.auth.passwords import check_password_strength
-from app.errors import InvalidInput
 from app.db import db
+from app.errors import InvalidInput
 from app.models import PasswordResetToken, User, utcnow
 from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
 from tests.test_foundation import assert_problem

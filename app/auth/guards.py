@@ -18,7 +18,8 @@ from flask_jwt_extended import current_user, jwt_required
 from app.db import db
 from app.errors import PermissionDenied, problem
 from app.extensions import jwt
-from app.models import GroupName, RefreshToken, User
+from app.keys.ring import keyring
+from app.models import GroupName, RefreshToken, User, utcnow
 from app.openapi import BEARER
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -29,7 +30,11 @@ def _unauthorized(detail: str) -> Response:
 
 
 def load_caller(claims: dict[str, Any]) -> tuple[User | None, bool]:
-    """The token's user and whether its login was ended, in one round trip."""
+    """The token's user and whether its login is over, in one round trip.
+
+    A login is alive while its family has a refresh-token record of this user that is
+    neither revoked nor expired: a token naming a family that was never issued is refused
+    too, even with a valid signature."""
     family = claims.get("fam")
     try:
         user_id = int(claims["sub"])
@@ -37,21 +42,32 @@ def load_caller(claims: dict[str, Any]) -> tuple[User | None, bool]:
         return None, True
     if not isinstance(family, str):
         return None, True
-    revoked = (
+    alive = (
         sa.select(RefreshToken.id)
-        .where(RefreshToken.family_id == family, RefreshToken.revoked_at.is_not(None))
+        .where(
+            RefreshToken.family_id == family,
+            RefreshToken.user_id == user_id,
+            RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > utcnow(),
+        )
         .exists()
     )
-    row = db.session.execute(sa.select(User, revoked).where(User.id == user_id)).first()
+    row = db.session.execute(sa.select(User, alive).where(User.id == user_id)).first()
     if row is None:
         return None, False  # the user loader answers: the account no longer exists
-    return row[0], bool(row[1])
+    return row[0], not row[1]
 
 
 def register_jwt_callbacks() -> None:
+    @jwt.decode_key_loader
+    def verification_key(header: dict[str, Any], _claims: dict[str, Any]) -> Any:
+        # The key named by the token's kid; the algorithm stays the one pinned in config.
+        return keyring().verification_key(header.get("kid"))
+
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict[str, Any], claims: dict[str, Any]) -> bool:
-        # Access tokens end with their login: logout, reuse detection or a password change.
+        # Access tokens end with their login: logout, reuse detection, a password change,
+        # its expiry; and a login that never was.
         # The caller is loaded by the same query, for the user loader that runs next.
         caller, revoked = load_caller(claims)
         g.jwt_caller = caller

@@ -134,24 +134,28 @@ def _spend_refresh_token(refresh_token: str) -> RefreshToken:
     A refresh token works once. Presented again (at refresh or at logout) it was stolen or
     replayed, so every token of its login ("family") is revoked (RFC 9700 section 4.14.2).
     """
-    claims = tokens.decode_refresh_token(refresh_token)
+    token_hash = tokens.hash_token(refresh_token)
+    now = utcnow()
     # Spend it atomically, and read it in the same round trip: of two concurrent requests
     # with one token, only one updates the row.
     record = db.session.scalar(
         sa.update(RefreshToken)
         .where(
-            RefreshToken.jti == claims["jti"],
+            RefreshToken.token_hash == token_hash,
             RefreshToken.used_at.is_(None),
             RefreshToken.revoked_at.is_(None),
+            RefreshToken.expires_at > now,
         )
-        .values(used_at=utcnow())
+        .values(used_at=now)
         .returning(RefreshToken)
     )
     if record is not None:
         return record
-    known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.jti == claims["jti"]))
+    known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.token_hash == token_hash))
     if known is None or known.revoked_at is not None:
         raise NotAuthenticated("The refresh token is not valid or has been revoked; log in again.")
+    if known.expires_at <= now:
+        raise NotAuthenticated("The refresh token has expired; log in again.")
     tokens.revoke_family(known.family_id)
     db.session.commit()
     audit("refresh_token_reuse_detected", user_id=known.user_id, family=known.family_id)

@@ -1,7 +1,8 @@
 """Security checklist items the functional tests do not pin down, one test each.
 
-Named after the item of the security checklist (OWASP ASVS 5, RFC 9700, RFC 8725) they prove. Tokens are forged
-with PyJWT directly, so the test does not trust the code under test to build them.
+Named after the item of the security checklist (OWASP ASVS 5, RFC 9700, RFC 8725) they
+prove. Tokens are forged with PyJWT directly, so the test does not trust the code under test
+to build them.
 """
 
 from __future__ import annotations
@@ -51,14 +52,23 @@ def stored_password_hash(app: Flask, address: str) -> str:
 # --- JWT (item 9) -------------------------------------------------------------------------
 
 
+def as_refresh_claims(access_token: str) -> dict[str, Any]:
+    """What a JWT refresh token of this login would carry: refresh tokens are opaque
+    strings, so an attacker can only make up a JWT that looks like one."""
+    return {**claims_of(access_token), "type": "refresh"}
+
+
 def test_item_09_alg_none_is_refused(client: FlaskClient, accounts: Accounts) -> None:
     pair = accounts.active_user("none@example.com")
-    for token, call in (
-        (pair["access_token"], lambda t: client.get("/auth/me", headers=bearer(t))),
-        (pair["refresh_token"], lambda t: client.post("/auth/refresh", json={"refresh_token": t})),
+    for forged_claims, call in (
+        (claims_of(pair["access_token"]), lambda t: client.get("/auth/me", headers=bearer(t))),
+        (
+            as_refresh_claims(pair["access_token"]),
+            lambda t: client.post("/auth/refresh", json={"refresh_token": t}),
+        ),
     ):
         # The genuine claims, unsigned: only the algorithm pinned in the server can refuse it.
-        unsigned = jwt.encode(claims_of(token), key=None, algorithm="none")
+        unsigned = jwt.encode(forged_claims, key=None, algorithm="none")
         assert_problem(call(unsigned), 401)
     # The genuine tokens still work, so the 401s above are about the algorithm alone.
     assert client.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 200
@@ -82,9 +92,9 @@ def test_item_09_tampered_signature_is_refused(
         claims_of(pair["access_token"]), "not-the-server-key-" * 3, algorithm="HS256"
     )
     assert_problem(client.get("/auth/me", headers=bearer(wrong_key)), 401)
-    # A refresh token signed with a wrong key is refused as well.
+    # A refresh token made up and signed with a wrong key is refused as well.
     wrong_refresh = jwt.encode(
-        claims_of(pair["refresh_token"]), "not-the-server-key-" * 3, algorithm="HS256"
+        as_refresh_claims(pair["access_token"]), "not-the-server-key-" * 3, algorithm="HS256"
     )
     response = client.post("/auth/refresh", json={"refresh_token": wrong_refresh})
     assert_problem(response, 401)

@@ -1,0 +1,157 @@
+"""The use cases of `flask keys`: make the first key, rotate, list; and what a key is.
+
+A key is published (and verifies tokens) from its creation until no token it signed can
+still be alive: its retirement, plus the time a process may go on signing with it before
+its cache notices the rotation (SIGNING_KEY_CACHE_SECONDS), plus the lifetime of an access
+token (JWT_ACCESS_TOKEN_EXPIRES). After that its row is deleted by the next
+`keys ensure` or `keys rotate`, and is never published again whatever runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.fernet import InvalidToken
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_der_private_key,
+)
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.crypto import fernet_for
+from app.db import db
+from app.errors import Conflict
+from app.keys.models import SigningKey
+from app.models import utcnow
+
+ALGORITHM = "EdDSA"
+ENCRYPTION_PURPOSE = "signing-keys"
+
+
+class SigningKeyError(RuntimeError):
+    """No key can sign: none was made, or its private part cannot be read. The message
+    says what to run; it reaches the log, never a response."""
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638: SHA-256 of the required members, sorted, without whitespace."""
+    required = {name: jwk[name] for name in ("crv", "kty", "x")}
+    canonical = json.dumps(required, sort_keys=True, separators=(",", ":"))
+    return _b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def new_signing_key() -> SigningKey:
+    private = Ed25519PrivateKey.generate()
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(private.public_key().public_bytes_raw())}
+    der = private.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
+    return SigningKey(
+        kid=thumbprint(jwk),
+        alg=ALGORITHM,
+        public_jwk=jwk,
+        private_key_encrypted=fernet_for(ENCRYPTION_PURPOSE).encrypt(der).decode(),
+    )
+
+
+def private_key(key: SigningKey) -> PrivateKeyTypes:
+    try:
+        der = fernet_for(ENCRYPTION_PURPOSE).decrypt(key.private_key_encrypted.encode())
+    except InvalidToken as exc:
+        raise SigningKeyError(
+            f"the private part of signing key {key.kid} cannot be decrypted: SECRET_KEY is not "
+            "the one it was encrypted with. Restore SECRET_KEY, or run `flask keys rotate`."
+        ) from exc
+    return load_der_private_key(der, password=None)
+
+
+def retention() -> timedelta:
+    """How long a retired key stays published (see the module's docstring)."""
+    config = current_app.config
+    return timedelta(
+        seconds=config["SIGNING_KEY_CACHE_SECONDS"] + config["JWT_ACCESS_TOKEN_EXPIRES"]
+    )
+
+
+def published_until(key: SigningKey) -> datetime | None:
+    """None for the current key, which is published for as long as it is current."""
+    return None if key.retired_at is None else key.retired_at + retention()
+
+
+def live_keys(session: Session) -> list[SigningKey]:
+    """The keys whose tokens may still be alive, newest first."""
+    still_published = sa.or_(
+        SigningKey.retired_at.is_(None), SigningKey.retired_at > utcnow() - retention()
+    )
+    statement = sa.select(SigningKey).where(still_published).order_by(SigningKey.created_at.desc())
+    return list(session.scalars(statement))
+
+
+def current_key(session: Session) -> SigningKey | None:
+    return session.scalar(
+        sa.select(SigningKey).where(SigningKey.alg == ALGORITHM, SigningKey.retired_at.is_(None))
+    )
+
+
+def ensure_key() -> SigningKey | None:
+    """Create a current key if there is none; return it, or None when one was there.
+
+    Idempotent, and safe to run twice at once: the unique index lets one insert win."""
+    with _own_session() as session:
+        _drop_expired_keys(session)
+        if current_key(session) is not None:
+            session.commit()
+            return None
+        key = new_signing_key()
+        session.add(key)
+        try:
+            session.commit()
+        except IntegrityError:
+            return None  # another process made the key a moment ago
+        return key
+
+
+def rotate_key() -> SigningKey:
+    """Retire the current key and make a new one current, in one transaction."""
+    with _own_session() as session:
+        _drop_expired_keys(session)
+        session.execute(
+            sa.update(SigningKey)
+            .where(SigningKey.alg == ALGORITHM, SigningKey.retired_at.is_(None))
+            .values(retired_at=utcnow())
+        )
+        key = new_signing_key()
+        session.add(key)
+        try:
+            session.commit()
+        except IntegrityError as exc:
+            raise Conflict(
+                "Another rotation ran at the same moment; see `flask keys list`."
+            ) from exc
+        return key
+
+
+def all_keys() -> list[SigningKey]:
+    return list(db.session.scalars(sa.select(SigningKey).order_by(SigningKey.created_at.desc())))
+
+
+def _own_session() -> Session:
+    """Keys are written in a transaction of their own, never in a request's unit of work."""
+    return Session(db.engine, expire_on_commit=False)
+
+
+def _drop_expired_keys(session: Session) -> None:
+    session.execute(sa.delete(SigningKey).where(SigningKey.retired_at <= utcnow() - retention()))
