@@ -2,6 +2,11 @@
 
 PostgreSQL and Redis are skipped when unreachable, unless TEST_REQUIRE_SERVICES=1 (set by
 `make test` in CI), which turns "unreachable" into a failure.
+
+Every run is isolated from every other run on the machine (two worktrees, a second terminal,
+CI jobs on one host): its PostgreSQL databases carry a name of their own and are dropped when
+the run ends, and its Redis is a private `redis-server` on a free port. TEST_POSTGRES_URL,
+TEST_POSTGRES_DB and TEST_REDIS_URL still point the run at given services instead.
 """
 
 from __future__ import annotations
@@ -10,13 +15,18 @@ import email
 import email.policy
 import os
 import re
+import secrets
+import shutil
 import socket
+import subprocess
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import sqlalchemy as sa
@@ -32,8 +42,12 @@ from app.extensions import db
 
 REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-PG_DATABASE = os.environ.get("TEST_POSTGRES_DB", "accounts_test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A fixed name was dropped and truncated by whichever run came second on a shared server.
+PG_DATABASE = os.environ.get("TEST_POSTGRES_DB") or f"accounts_test_{secrets.token_hex(4)}"
+# Unset: the run starts a private redis-server (see `redis_server_url`).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+# Only when no redis-server binary is installed: shared with any other run, and flushed.
+SHARED_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 PASSWORD = "violet tangerine submarine orbit"
 TABLES_CHILD_FIRST = [
@@ -45,7 +59,7 @@ TABLES_CHILD_FIRST = [
 ]
 
 
-def unavailable(what: str, error: Exception) -> None:
+def unavailable(what: str, error: Exception) -> NoReturn:
     message = f"{what} is not reachable: {error}"
     if REQUIRE_SERVICES:
         pytest.fail(message + " (TEST_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)
@@ -55,22 +69,56 @@ def unavailable(what: str, error: Exception) -> None:
 # --- database -----------------------------------------------------------------------------
 
 
-def create_postgres_database(name: str) -> str:
-    """Drop and create an empty database; return its URL."""
-    server = sa.create_engine(
+def _postgres_server() -> sa.Engine:
+    return sa.create_engine(
         f"{PG_SERVER_URL}/postgres",
         isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": 3},
     )
-    try:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        unavailable("PostgreSQL", exc)
-    finally:
-        server.dispose()
-    return f"{PG_SERVER_URL}/{name}"
+
+
+@dataclass
+class PostgresDatabases:
+    """The databases this run creates, all named after PG_DATABASE, so they are its own."""
+
+    created: list[str] = field(default_factory=list)
+
+    def create(self, suffix: str = "") -> str:
+        """Drop and create an empty database; return its URL. Dropped again by `drop_all`."""
+        name = f"{PG_DATABASE}_{suffix}" if suffix else PG_DATABASE
+        server = _postgres_server()
+        try:
+            with server.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as exc:
+            unavailable("PostgreSQL", exc)
+        finally:
+            server.dispose()
+        self.created.append(name)
+        return f"{PG_SERVER_URL}/{name}"
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        server = _postgres_server()
+        try:
+            with server.connect() as conn:
+                # FORCE: a worker subprocess or a pool a failed test left open must not keep
+                # the database alive.
+                for name in self.created:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            server.dispose()
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Creates the run's databases; a session finalizer, so they go after failures too."""
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -79,7 +127,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'accounts.sqlite3'}"
     else:
-        url = create_postgres_database(PG_DATABASE)
+        url = request.getfixturevalue("postgres_databases").create()
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     with app.app_context():
         upgrade()
@@ -231,14 +279,75 @@ def client(app: Flask) -> FlaskClient:
 # --- Redis and RQ -------------------------------------------------------------------------
 
 
+def _start_redis_server(binary: str, directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of this run's own on a free port, with nothing saved to disk."""
+    log = directory / "redis.log"
+    for _ in range(5):  # another process may take the free port before redis-server binds it
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                *("--bind", "127.0.0.1", "--port", str(port)),
+                *("--save", "", "--appendonly", "no"),
+                *("--dir", str(directory), "--logfile", str(log)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                with Redis.from_url(url, socket_connect_timeout=1) as conn:
+                    conn.ping()
+                return process, url
+            except Exception:
+                time.sleep(0.05)
+        _stop(process)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "no log"
+    unavailable("Redis", RuntimeError(f"{binary} did not start: {tail}"))
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The run's Redis: TEST_REDIS_URL when set, else a private redis-server started on first
+    use and stopped when the run ends. Redis has only 16 databases and every run would share
+    them, so a database number of its own cannot isolate concurrent runs; a server can."""
+    if TEST_REDIS_URL:
+        yield TEST_REDIS_URL
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        warnings.warn(
+            f"redis-server is not installed: the Redis tests use and flush {SHARED_REDIS_URL},"
+            " which another test run on this machine may be using at the same time",
+            stacklevel=1,
+        )
+        yield SHARED_REDIS_URL
+        return
+    process, url = _start_redis_server(binary, tmp_path_factory.mktemp("redis"))
+    yield url
+    _stop(process)
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    conn = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """An empty Redis database for the test."""
+    conn = Redis.from_url(redis_server_url, socket_connect_timeout=3)
     try:
         conn.flushdb()
     except Exception as exc:
         unavailable("Redis", exc)
-    yield REDIS_URL
+    yield redis_server_url
     conn.flushdb()
     conn.close()
 

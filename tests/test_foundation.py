@@ -17,7 +17,14 @@ from app.extensions import db
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
 from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
-from tests.conftest import PASSWORD, PG_DATABASE, Accounts, Mailbox, bearer, run_worker
+from tests.conftest import (
+    PASSWORD,
+    Accounts,
+    Mailbox,
+    PostgresDatabases,
+    bearer,
+    run_worker,
+)
 
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
 
@@ -352,17 +359,16 @@ class TestCommandLine:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_downgrade_base_undoes_the_migrations_and_upgrade_redoes_them(
-    backend: str, tmp_path
+    backend: str, tmp_path, postgres_databases: PostgresDatabases
 ) -> None:
     from flask_migrate import downgrade, upgrade
 
     from app import create_app
-    from tests.conftest import create_postgres_database
 
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     else:
-        url = create_postgres_database(PG_DATABASE + "_migrations")
+        url = postgres_databases.create("migrations")
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     with app.app_context():
         upgrade()
