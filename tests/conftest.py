@@ -11,26 +11,19 @@ TEST_POSTGRES_DB and TEST_REDIS_URL still point the run at given services instea
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
-import re
 import secrets
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
@@ -39,8 +32,12 @@ from redis import Redis
 from app import create_app
 from app.cli import seed_groups
 from app.extensions import db
+from tests.helpers import Accounts, Mailbox, SMTPServer, free_port, unavailable
 
-REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
+# The avatar-storage fixtures keep a module of their own; loading it here offers them to every
+# test module, which then never imports a fixture module.
+pytest_plugins = ["tests.fixtures_storage"]
+
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 # A fixed name was dropped and truncated by whichever run came second on a shared server.
 PG_DATABASE = os.environ.get("TEST_POSTGRES_DB") or f"accounts_test_{secrets.token_hex(4)}"
@@ -49,7 +46,6 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 # Only when no redis-server binary is installed: shared with any other run, and flushed.
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/15"
 
-PASSWORD = "violet tangerine submarine orbit"
 TABLES_CHILD_FIRST = [
     "refresh_tokens",
     "password_reset_tokens",
@@ -57,13 +53,6 @@ TABLES_CHILD_FIRST = [
     "user_profiles",
     "users",
 ]
-
-
-def unavailable(what: str, error: Exception) -> NoReturn:
-    message = f"{what} is not reachable: {error}"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (TEST_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)
-    pytest.skip(message)
 
 
 # --- database -----------------------------------------------------------------------------
@@ -121,6 +110,12 @@ def postgres_databases() -> Iterator[PostgresDatabases]:
     databases.drop_all()
 
 
+@pytest.fixture
+def make_postgres_database(postgres_databases: PostgresDatabases) -> Callable[[str], str]:
+    """`make_postgres_database("migrations")`: the URL of an empty database of this run's own."""
+    return postgres_databases.create
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A database migrated once per run with `flask db upgrade`'s code path and seeded."""
@@ -134,66 +129,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         seed_groups()
         db.engine.dispose()
     return url
-
-
-@dataclass
-class Mailbox:
-    """What the SMTP server received."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(message)  # type: ignore[arg-type]
-        return "250 OK"
-
-    def clear(self) -> None:
-        with self.lock:
-            self.messages.clear()
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
-
-    @staticmethod
-    def text(message: EmailMessage) -> str:
-        part = message.get_body(preferencelist=("plain",))
-        assert part is not None
-        return str(part.get_content())
-
-    def last_link(self, address: str) -> str:
-        messages = self.to(address)
-        assert messages, f"no email reached {address}"
-        links = re.findall(r"https?://\S+", self.text(messages[-1]))
-        assert links, "the email has no link"
-        return str(links[-1])
-
-    def last_token(self, address: str) -> str:
-        return self.last_link(address).split("token=", 1)[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class SMTPServer:
-    mailbox: Mailbox
-    port: int
-    controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture(scope="session")
@@ -358,62 +293,7 @@ def redis_app(app_factory: Callable[..., Flask], redis_url: str) -> Flask:
     return app_factory(REDIS_URL=redis_url)
 
 
-def run_worker(app: Flask) -> None:
-    """The service's own RQ worker in burst mode, in this process (no fork), so a test sees
-    what it did as soon as it returns."""
-    from app.jobs.worker import run_worker as work
-
-    work(app, burst=True, fork=False)
-
-
 # --- users --------------------------------------------------------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class Accounts:
-    client: FlaskClient
-    mailbox: Mailbox
-
-    def register(self, email_address: str, password: str = PASSWORD) -> dict[str, Any]:
-        response = self.client.post(
-            "/auth/register", json={"email": email_address, "password": password}
-        )
-        assert response.status_code == 201, response.json
-        return response.json  # type: ignore[return-value]
-
-    def activate(self, email_address: str) -> None:
-        response = self.client.post(
-            "/auth/activate", json={"token": self.mailbox.last_token(email_address)}
-        )
-        assert response.status_code == 200, response.json
-
-    def login(self, email_address: str, password: str = PASSWORD) -> dict[str, Any]:
-        response = self.client.post(
-            "/auth/login", json={"email": email_address, "password": password}
-        )
-        assert response.status_code == 200, response.json
-        return response.json  # type: ignore[return-value]
-
-    def active_user(self, email_address: str, password: str = PASSWORD) -> dict[str, Any]:
-        """Register, activate through the emailed link, log in; returns the token pair."""
-        self.register(email_address, password)
-        self.activate(email_address)
-        return self.login(email_address, password)
-
-    def set_group(self, app: Flask, email_address: str, group: str) -> None:
-        from app.models import GroupName, User, UserGroup
-
-        with app.app_context():
-            user = db.session.scalar(sa.select(User).where(User.email == email_address))
-            assert user is not None
-            user.group = db.session.scalar(
-                sa.select(UserGroup).where(UserGroup.name == GroupName(group))
-            )
-            db.session.commit()
 
 
 @pytest.fixture

@@ -19,8 +19,7 @@ from app.auth import passwords
 from app.auth.tokens import issue_token_pair
 from app.extensions import db
 from app.models import ActivationToken, GroupName, RefreshToken, User, UserGroup, UserProfile
-from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
-from tests.test_foundation import assert_problem
+from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, bearer
 
 ADMIN, MODERATOR, USER = "admin@example.com", "mod@example.com", "user@example.com"
 

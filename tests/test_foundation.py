@@ -17,25 +17,7 @@ from app.extensions import db
 from app.jobs.emails import send_email
 from app.jobs.queue import enqueue_after_commit
 from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
-from tests.conftest import (
-    PASSWORD,
-    Accounts,
-    Mailbox,
-    PostgresDatabases,
-    bearer,
-    run_worker,
-)
-
-PROBLEM_KEYS = {"type", "title", "status", "detail"}
-
-
-def assert_problem(response, status: int) -> dict:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body = response.json
-    assert set(body) >= PROBLEM_KEYS
-    assert body["status"] == status
-    return body
+from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, bearer, run_worker
 
 
 def test_health_says_the_process_is_up(client: FlaskClient) -> None:
@@ -359,7 +341,7 @@ class TestCommandLine:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_downgrade_base_undoes_the_migrations_and_upgrade_redoes_them(
-    backend: str, tmp_path, postgres_databases: PostgresDatabases
+    backend: str, tmp_path, make_postgres_database: Callable[[str], str]
 ) -> None:
     from flask_migrate import downgrade, upgrade
 
@@ -368,7 +350,7 @@ def test_downgrade_base_undoes_the_migrations_and_upgrade_redoes_them(
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
     else:
-        url = postgres_databases.create("migrations")
+        url = make_postgres_database("migrations")
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     with app.app_context():
         upgrade()
