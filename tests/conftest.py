@@ -24,12 +24,14 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from redis import Redis
 
 from app import create_app
+from app.auth import passwords
 from app.cli import seed_groups
 from app.extensions import db
 from tests.helpers import Accounts, Mailbox, SMTPServer, free_port, unavailable
@@ -53,6 +55,29 @@ TABLES_CHILD_FIRST = [
     "user_profiles",
     "users",
 ]
+
+
+# --- password hashing ---------------------------------------------------------------------
+
+# argon2id at its smallest (8 KiB, one pass) hashes in microseconds where the production
+# parameters take ~25 ms, and the suite registers, logs in and changes passwords hundreds of
+# times. Processes the tests start (`flask rq worker`, the dashboard) keep the real hasher.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hasher(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The cheap hasher for every test not marked `real_hasher` (the tests of the argon2
+    parameters, the upgrade of old hashes at login, and the login timing)."""
+    if not request.node.get_closest_marker("real_hasher"):
+        monkeypatch.setattr(passwords, "hasher", CHEAP_HASHER)
+    # dummy_hash() is cached: a dummy made by the other hasher would make an unknown email
+    # cost what the other hasher costs, which the timing test would see.
+    passwords.dummy_hash.cache_clear()
+    yield
+    passwords.dummy_hash.cache_clear()
 
 
 # --- database -----------------------------------------------------------------------------

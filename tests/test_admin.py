@@ -50,8 +50,10 @@ class Staff:
             return user
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def password_hash() -> str:
+    # Made per test by the test's hasher, as every stored hash is: one made by another hasher
+    # would be rehashed at the staff's next login, which the service does only for old hashes.
     return passwords.hash_password(PASSWORD)
 
 

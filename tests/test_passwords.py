@@ -134,6 +134,7 @@ class TestStrengthRule:
 
 
 class TestHashing:
+    @pytest.mark.real_hasher
     def test_argon2id_at_or_above_the_owasp_minimum(self, app: Flask, accounts: Accounts) -> None:
         accounts.register("hashed@example.com")
         password_hash = stored_password_hash(app, "hashed@example.com")
@@ -148,6 +149,7 @@ class TestHashing:
         first, second = (stored_password_hash(app, f"salt{n}@example.com") for n in (1, 2))
         assert first != second
 
+    @pytest.mark.real_hasher
     def test_a_weaker_hash_is_upgraded_on_the_next_login(
         self, app: Flask, client: FlaskClient, accounts: Accounts
     ) -> None:

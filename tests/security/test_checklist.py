@@ -99,6 +99,7 @@ def test_item_09_access_token_used_as_refresh_token_is_refused(
 # --- Passwords (items 1, 2) -------------------------------------------------------------
 
 
+@pytest.mark.real_hasher
 def test_item_01_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
     app: Flask, accounts: Accounts
 ) -> None:
@@ -109,6 +110,7 @@ def test_item_01_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
     assert parameters.time_cost >= 2
 
 
+@pytest.mark.real_hasher
 def test_item_02_unknown_email_and_wrong_password_take_the_same_time(
     client: FlaskClient, accounts: Accounts
 ) -> None:
