@@ -2,41 +2,53 @@
 
 PostgreSQL and Redis are skipped when unreachable, unless TEST_REQUIRE_SERVICES=1 (set by
 `make test` in CI), which turns "unreachable" into a failure.
+
+Every run is isolated from every other run on the machine (two worktrees, a second terminal,
+CI jobs on one host): its PostgreSQL databases carry a name of their own and are dropped when
+the run ends, and its Redis is a private `redis-server` on a free port. TEST_POSTGRES_URL,
+TEST_POSTGRES_DB and TEST_REDIS_URL still point the run at given services instead.
 """
 
 from __future__ import annotations
 
-import email
-import email.policy
 import os
-import re
-import socket
-import threading
+import secrets
+import shutil
+import subprocess
+import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from aiosmtpd.controller import Controller
+from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from redis import Redis
 
 from app import create_app
+from app.auth import passwords
 from app.db import db
 from app.keys.service import ensure_key
 from app.users import seed_groups
+from tests.helpers import Accounts, Mailbox, SMTPServer, free_port, make_app, unavailable
 
-REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
+# The avatar-storage fixtures keep a module of their own; loading it here offers them to every
+# test module, which then never imports a fixture module.
+pytest_plugins = ["tests.fixtures_storage"]
+
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-PG_DATABASE = os.environ.get("TEST_POSTGRES_DB", "accounts_test")
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# A fixed name was dropped and truncated by whichever run came second on a shared server.
+PG_DATABASE = os.environ.get("TEST_POSTGRES_DB") or f"accounts_test_{secrets.token_hex(4)}"
+# Unset: the run starts a private redis-server (see `redis_server_url`).
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
+# Only when no redis-server binary is installed: shared with any other run, and flushed.
+SHARED_REDIS_URL = "redis://127.0.0.1:6379/15"
 
-PASSWORD = "violet tangerine submarine orbit"
 TABLES_CHILD_FIRST = [
     "refresh_tokens",
     "password_reset_tokens",
@@ -46,32 +58,88 @@ TABLES_CHILD_FIRST = [
 ]
 
 
-def unavailable(what: str, error: Exception) -> None:
-    message = f"{what} is not reachable: {error}"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (TEST_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)
-    pytest.skip(message)
+# --- password hashing ---------------------------------------------------------------------
+
+# argon2id at its smallest (8 KiB, one pass) hashes in microseconds where the production
+# parameters take ~25 ms, and the suite registers, logs in and changes passwords hundreds of
+# times. Processes the tests start (`flask rq worker`, the dashboard) keep the real hasher.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hasher(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The cheap hasher for every test not marked `real_hasher` (the tests of the argon2
+    parameters, the upgrade of old hashes at login, and the login timing)."""
+    if not request.node.get_closest_marker("real_hasher"):
+        monkeypatch.setattr(passwords, "hasher", CHEAP_HASHER)
+    # dummy_hash() is cached: a dummy made by the other hasher would make an unknown email
+    # cost what the other hasher costs, which the timing test would see.
+    passwords.dummy_hash.cache_clear()
+    yield
+    passwords.dummy_hash.cache_clear()
 
 
 # --- database -----------------------------------------------------------------------------
 
 
-def create_postgres_database(name: str) -> str:
-    """Drop and create an empty database; return its URL."""
-    server = sa.create_engine(
+def _postgres_server() -> sa.Engine:
+    return sa.create_engine(
         f"{PG_SERVER_URL}/postgres",
         isolation_level="AUTOCOMMIT",
         connect_args={"connect_timeout": 3},
     )
-    try:
-        with server.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:
-        unavailable("PostgreSQL", exc)
-    finally:
-        server.dispose()
-    return f"{PG_SERVER_URL}/{name}"
+
+
+@dataclass
+class PostgresDatabases:
+    """The databases this run creates, all named after PG_DATABASE, so they are its own."""
+
+    created: list[str] = field(default_factory=list)
+
+    def create(self, suffix: str = "") -> str:
+        """Drop and create an empty database; return its URL. Dropped again by `drop_all`."""
+        name = f"{PG_DATABASE}_{suffix}" if suffix else PG_DATABASE
+        server = _postgres_server()
+        try:
+            with server.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as exc:
+            unavailable("PostgreSQL", exc)
+        finally:
+            server.dispose()
+        self.created.append(name)
+        return f"{PG_SERVER_URL}/{name}"
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        server = _postgres_server()
+        try:
+            with server.connect() as conn:
+                # FORCE: a worker subprocess or a pool a failed test left open must not keep
+                # the database alive.
+                for name in self.created:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            server.dispose()
+        self.created.clear()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """Creates the run's databases; a session finalizer, so they go after failures too."""
+    databases = PostgresDatabases()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def make_postgres_database(postgres_databases: PostgresDatabases) -> Callable[[str], str]:
+    """`make_postgres_database("migrations")`: the URL of an empty database of this run's own."""
+    return postgres_databases.create
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
@@ -80,7 +148,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'accounts.sqlite3'}"
     else:
-        url = create_postgres_database(PG_DATABASE)
+        url = request.getfixturevalue("postgres_databases").create()
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
     with app.app_context():
         upgrade()
@@ -88,66 +156,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         ensure_key()
         db.engine.dispose()
     return url
-
-
-@dataclass
-class Mailbox:
-    """What the SMTP server received."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        with self.lock:
-            self.messages.append(message)  # type: ignore[arg-type]
-        return "250 OK"
-
-    def clear(self) -> None:
-        with self.lock:
-            self.messages.clear()
-
-    def to(self, address: str) -> list[EmailMessage]:
-        with self.lock:
-            return [m for m in self.messages if m["To"] == address]
-
-    @staticmethod
-    def text(message: EmailMessage) -> str:
-        part = message.get_body(preferencelist=("plain",))
-        assert part is not None
-        return str(part.get_content())
-
-    def last_link(self, address: str) -> str:
-        messages = self.to(address)
-        assert messages, f"no email reached {address}"
-        links = re.findall(r"https?://\S+", self.text(messages[-1]))
-        assert links, "the email has no link"
-        return str(links[-1])
-
-    def last_token(self, address: str) -> str:
-        return self.last_link(address).split("token=", 1)[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class SMTPServer:
-    mailbox: Mailbox
-    port: int
-    controller: Controller | None = None
-
-    def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def stop(self) -> None:
-        if self.controller is not None:
-            self.controller.stop()
-            self.controller = None
 
 
 @pytest.fixture(scope="session")
@@ -178,25 +186,6 @@ def _clean(app: Flask) -> None:
                 for table in TABLES_CHILD_FIRST:
                     conn.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
         db.engine.dispose()
-
-
-def make_app(database_url: str, tmp_path: Path, smtp_port: int, **overrides: Any) -> Flask:
-    config: dict[str, Any] = {
-        "TESTING": True,
-        "SQLALCHEMY_DATABASE_URI": database_url,
-        "REDIS_URL": None,
-        "RATELIMIT_ENABLED": False,
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": smtp_port,
-        "MAIL_SUPPRESS_SEND": False,  # Flask-Mail suppresses sending under TESTING otherwise
-        "MAIL_OUTBOX_DIR": str(tmp_path / "outbox"),
-        "UPLOAD_DIR": str(tmp_path / "uploads"),
-        "PUBLIC_BASE_URL": "http://cinema.test",
-        "S3_ENDPOINT_URL": None,
-        "S3_BUCKET": None,
-    }
-    config.update(overrides)
-    return create_app(config)
 
 
 @pytest.fixture
@@ -233,14 +222,75 @@ def client(app: Flask) -> FlaskClient:
 # --- Redis and RQ -------------------------------------------------------------------------
 
 
+def _start_redis_server(binary: str, directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A redis-server of this run's own on a free port, with nothing saved to disk."""
+    log = directory / "redis.log"
+    for _ in range(5):  # another process may take the free port before redis-server binds it
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                binary,
+                *("--bind", "127.0.0.1", "--port", str(port)),
+                *("--save", "", "--appendonly", "no"),
+                *("--dir", str(directory), "--logfile", str(log)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                with Redis.from_url(url, socket_connect_timeout=1) as conn:
+                    conn.ping()
+                return process, url
+            except Exception:
+                time.sleep(0.05)
+        _stop(process)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "no log"
+    unavailable("Redis", RuntimeError(f"{binary} did not start: {tail}"))
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The run's Redis: TEST_REDIS_URL when set, else a private redis-server started on first
+    use and stopped when the run ends. Redis has only 16 databases and every run would share
+    them, so a database number of its own cannot isolate concurrent runs; a server can."""
+    if TEST_REDIS_URL:
+        yield TEST_REDIS_URL
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        warnings.warn(
+            f"redis-server is not installed: the Redis tests use and flush {SHARED_REDIS_URL},"
+            " which another test run on this machine may be using at the same time",
+            stacklevel=1,
+        )
+        yield SHARED_REDIS_URL
+        return
+    process, url = _start_redis_server(binary, tmp_path_factory.mktemp("redis"))
+    yield url
+    _stop(process)
+
+
 @pytest.fixture
-def redis_url() -> Iterator[str]:
-    conn = Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+def redis_url(redis_server_url: str) -> Iterator[str]:
+    """An empty Redis database for the test."""
+    conn = Redis.from_url(redis_server_url, socket_connect_timeout=3)
     try:
         conn.flushdb()
     except Exception as exc:
         unavailable("Redis", exc)
-    yield REDIS_URL
+    yield redis_server_url
     conn.flushdb()
     conn.close()
 
@@ -251,62 +301,7 @@ def redis_app(app_factory: Callable[..., Flask], redis_url: str) -> Flask:
     return app_factory(REDIS_URL=redis_url)
 
 
-def run_worker(app: Flask) -> None:
-    """The service's own RQ worker in burst mode, in this process (no fork), so a test sees
-    what it did as soon as it returns."""
-    from app.jobs.worker import run_worker as work
-
-    work(app, burst=True, fork=False)
-
-
 # --- users --------------------------------------------------------------------------------
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass
-class Accounts:
-    client: FlaskClient
-    mailbox: Mailbox
-
-    def register(self, email_address: str, password: str = PASSWORD) -> dict[str, Any]:
-        response = self.client.post(
-            "/auth/register", json={"email": email_address, "password": password}
-        )
-        assert response.status_code == 201, response.json
-        return response.json  # type: ignore[return-value]
-
-    def activate(self, email_address: str) -> None:
-        response = self.client.post(
-            "/auth/activate", json={"token": self.mailbox.last_token(email_address)}
-        )
-        assert response.status_code == 200, response.json
-
-    def login(self, email_address: str, password: str = PASSWORD) -> dict[str, Any]:
-        response = self.client.post(
-            "/auth/login", json={"email": email_address, "password": password}
-        )
-        assert response.status_code == 200, response.json
-        return response.json  # type: ignore[return-value]
-
-    def active_user(self, email_address: str, password: str = PASSWORD) -> dict[str, Any]:
-        """Register, activate through the emailed link, log in; returns the token pair."""
-        self.register(email_address, password)
-        self.activate(email_address)
-        return self.login(email_address, password)
-
-    def set_group(self, app: Flask, email_address: str, group: str) -> None:
-        from app.models import GroupName, User, UserGroup
-
-        with app.app_context():
-            user = db.session.scalar(sa.select(User).where(User.email == email_address))
-            assert user is not None
-            user.group = db.session.scalar(
-                sa.select(UserGroup).where(UserGroup.name == GroupName(group))
-            )
-            db.session.commit()
 
 
 @pytest.fixture

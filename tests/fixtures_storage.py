@@ -1,15 +1,15 @@
 """Avatar storage fixtures: moto's server as a real S3 endpoint, and the local folder.
 
+Loaded for every test module by conftest.py's `pytest_plugins`.
+
 `avatar_backend` runs a test once with each storage; both expose the same helpers so a
 test reads the same whichever stores the files.
 """
 
 from __future__ import annotations
 
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,18 +19,7 @@ import pytest
 from flask import Flask
 from moto.server import ThreadedMotoServer
 
-from tests.conftest import free_port
-
-
-@dataclass
-class Fetched:
-    status: int
-    body: bytes
-    headers: dict[str, str]  # names in lower case
-
-
-def _lower(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    return {name.lower(): value for name, value in headers}
+from tests.helpers import AvatarBackend, Fetched, fetch_url, free_port, lower_case_headers
 
 
 @pytest.fixture(scope="session")
@@ -69,29 +58,9 @@ def s3_app(app_factory: Callable[..., Flask], s3_endpoint: str, s3_bucket: str) 
     return app_factory(S3_ENDPOINT_URL=s3_endpoint, S3_BUCKET=s3_bucket)
 
 
-def fetch_url(url: str) -> Fetched:
-    """GET a URL over the network (the presigned URLs point at moto's server)."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - test URL
-            return Fetched(response.status, response.read(), _lower(response.headers.items()))
-    except urllib.error.HTTPError as error:
-        return Fetched(error.code, error.read(), _lower(error.headers.items()))
-
-
 @pytest.fixture
 def http_get() -> Callable[[str], Fetched]:
     return fetch_url
-
-
-@dataclass
-class AvatarBackend:
-    """The app under test and a look at what its storage holds."""
-
-    name: str
-    app: Flask
-    keys: Callable[[], set[str]]
-    read: Callable[[str], bytes]
-    fetch: Callable[[str], Fetched]
 
 
 def _local_backend(app: Flask) -> AvatarBackend:
@@ -107,7 +76,9 @@ def _local_backend(app: Flask) -> AvatarBackend:
         # The app serves the local folder itself, under PUBLIC_BASE_URL.
         assert url.startswith(app.config["PUBLIC_BASE_URL"] + "/media/"), url
         response = client.get(urlsplit(url).path)
-        return Fetched(response.status_code, response.data, _lower(response.headers.items()))
+        return Fetched(
+            response.status_code, response.data, lower_case_headers(response.headers.items())
+        )
 
     return AvatarBackend("local", app, keys, lambda key: (root / key).read_bytes(), fetch)
 

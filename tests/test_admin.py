@@ -19,8 +19,7 @@ from app.auth import passwords
 from app.auth.tokens import issue_token_pair
 from app.db import db
 from app.models import ActivationToken, GroupName, RefreshToken, User, UserGroup, UserProfile
-from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
-from tests.test_foundation import assert_problem
+from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, bearer
 
 ADMIN, MODERATOR, USER = "admin@example.com", "mod@example.com", "user@example.com"
 
@@ -51,8 +50,10 @@ class Staff:
             return user
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def password_hash() -> str:
+    # Made per test by the test's hasher, as every stored hash is: one made by another hasher
+    # would be rehashed at the staff's next login, which the service does only for old hashes.
     return passwords.hash_password(PASSWORD)
 
 

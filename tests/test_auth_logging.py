@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 from app.db import db
 from app.log import JSONFormatter
 from app.models import ActivationToken, PasswordResetToken, RefreshToken, User
-from tests.conftest import PASSWORD, Mailbox, bearer, run_worker
+from tests.helpers import PASSWORD, Mailbox, bearer, run_worker, service_log_records
 
 NEW_PASSWORD = "granite pelican lantern mosaic"
 WRONG = "a wrong password for sure"
@@ -91,9 +91,7 @@ def captured(
         secrets: list[str] = []
         with caplog.at_level(logging.DEBUG):
             journey(redis_app, mailbox, secrets)
-        # The test's own SMTP server (aiosmtpd, "mail.log") logs what it receives; it is
-        # the mailbox, not the service.
-        return [r for r in caplog.records if not r.name.startswith("mail.log")], secrets
+        return service_log_records(caplog.records), secrets
 
     return run
 

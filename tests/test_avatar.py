@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -18,13 +18,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from app.profile.service import AVATAR_MAX_BYTES
-from tests.conftest import Accounts, Mailbox, bearer
-from tests.test_foundation import assert_problem
-
-if TYPE_CHECKING:
-    from tests.fixtures_storage import AvatarBackend, Fetched
-
-pytest_plugins = ["tests.fixtures_storage"]
+from tests.helpers import Accounts, AvatarBackend, Fetched, Mailbox, assert_problem, bearer
 
 KEY = re.compile(r"avatars/1/[0-9a-f]{32}\.webp")
 EXIF_MAKE, EXIF_ORIENTATION, EXIF_DESCRIPTION = 0x010F, 0x0112, 0x010E

@@ -42,7 +42,6 @@ from app.jobs.queue import (
     redis_connection,
 )
 from app.jobs.schedule import CLEANUP_JOB_ID, make_scheduler, register_cleanup
-from app.jobs.worker import run_worker
 from app.models import (
     ActivationToken,
     GroupName,
@@ -52,7 +51,7 @@ from app.models import (
     UserGroup,
     UserProfile,
 )
-from tests.conftest import Mailbox, SMTPServer, free_port
+from tests.helpers import Mailbox, SMTPServer, free_port, run_worker
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -68,12 +67,6 @@ def enqueue_email(app: Flask, to: str) -> str:
         db.session.commit()
     (job_id,) = set(queue.job_ids) - before
     return job_id
-
-
-def work(app: Flask) -> None:
-    """One burst of the service's worker, in this process, with RQ's scheduler, so retries
-    that are due go back to the queue first, as they do in the `flask rq worker` process."""
-    run_worker(app, burst=True, fork=False)
 
 
 def fetch(app: Flask, job_id: str) -> Job:
@@ -217,7 +210,7 @@ def test_email_is_retried_with_back_off_and_delivered_once_smtp_returns(
     smtp_server.stop()
     with time_machine.travel(datetime.now(UTC), tick=True) as clock:
         job_id = enqueue_email(redis_app, "patient@example.com")
-        work(redis_app)
+        run_worker(redis_app)
 
         job = fetch(redis_app, job_id)
         assert job.get_status() == JobStatus.SCHEDULED
@@ -232,19 +225,19 @@ def test_email_is_retried_with_back_off_and_delivered_once_smtp_returns(
         )
 
         smtp_server.start()
-        work(redis_app)  # the retry is not due yet: back-off, not an immediate retry
+        run_worker(redis_app)  # the retry is not due yet: back-off, not an immediate retry
         assert mailbox.to("patient@example.com") == []
         assert job_id in scheduled
 
         clock.shift(RETRY_INTERVALS[0] + 1)
-        work(redis_app)
+        run_worker(redis_app)
         assert len(mailbox.to("patient@example.com")) == 1
         assert fetch(redis_app, job_id).get_status() == JobStatus.FINISHED
         assert job_id not in scheduled
         assert job_id not in failed
 
         clock.shift(max(RETRY_INTERVALS) + 1)
-        work(redis_app)  # nothing left to run: still exactly one email
+        run_worker(redis_app)  # nothing left to run: still exactly one email
         assert len(mailbox.to("patient@example.com")) == 1
 
 
@@ -257,14 +250,14 @@ def test_email_ends_in_the_failed_registry_when_retries_run_out(
     smtp_server.stop()
     with time_machine.travel(datetime.now(UTC), tick=True) as clock:
         job_id = enqueue_email(redis_app, "unlucky@example.com")
-        work(redis_app)
+        run_worker(redis_app)
         delays = []
         for interval in RETRY_INTERVALS:
             assert job_id in scheduled
             assert job_id not in failed
             delays.append((scheduled.get_scheduled_time(job_id) - datetime.now(UTC)).seconds)
             clock.shift(interval + 1)
-            work(redis_app)
+            run_worker(redis_app)
 
     # The back-off grows as configured (the registry keeps whole seconds).
     assert [round(d, -1) for d in delays] == [round(i, -1) for i in RETRY_INTERVALS]
@@ -303,13 +296,13 @@ def test_a_retry_after_delivery_does_not_send_the_email_twice(
     scheduled = ScheduledJobRegistry(queue=get_queue(app))
     with time_machine.travel(datetime.now(UTC), tick=True) as clock:
         job_id = enqueue_email(app, "once@example.com")
-        work(app)
+        run_worker(app)
         # Delivered, but the job raised, so RQ scheduled a retry.
         assert len(flaky_smtp.mailbox.to("once@example.com")) == 1
         assert job_id in scheduled
 
         clock.shift(RETRY_INTERVALS[0] + 1)
-        work(app)
+        run_worker(app)
 
     assert len(flaky_smtp.mailbox.to("once@example.com")) == 1
     assert fetch(app, job_id).get_status() == JobStatus.FINISHED
@@ -355,7 +348,7 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
     assert abs((next_run - datetime.now(UTC).replace(tzinfo=None)).total_seconds() - 3600) < 60
     assert get_queue(redis_app).job_ids == [CLEANUP_JOB_ID]
 
-    work(redis_app)
+    run_worker(redis_app)
     job = fetch(redis_app, CLEANUP_JOB_ID)
     assert job.get_status() == JobStatus.FINISHED
     assert job.return_value() == {"activation": 3, "password_reset": 3, "refresh": 3}

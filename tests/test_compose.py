@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from app.config import ConfigError, finalize_config, load_config
-from tests.conftest import REQUIRE_SERVICES
+from tests.helpers import skip_or_fail
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -54,10 +54,7 @@ def docker_compose() -> list[str]:
         )
         if probe.returncode == 0:
             return [docker, "compose"]
-    message = "neither docker-compose nor the docker compose plugin is installed"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (TEST_REQUIRE_SERVICES=1 makes this a failure)", pytrace=False)
-    pytest.skip(message)
+    skip_or_fail("neither docker-compose nor the docker compose plugin is installed")
 
 
 def compose_config(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

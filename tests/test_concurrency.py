@@ -17,7 +17,7 @@ from flask import Flask
 
 from app.db import db
 from app.models import User
-from tests.conftest import PASSWORD, Accounts
+from tests.helpers import PASSWORD, Accounts
 
 
 @pytest.fixture(autouse=True)

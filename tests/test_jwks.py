@@ -44,17 +44,18 @@ from app.keys.models import SigningKey
 from app.keys.service import current_key, private_key, retention
 from app.models import utcnow
 from app.users import seed_groups
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
     Accounts,
     Mailbox,
     SMTPServer,
+    assert_401,
     bearer,
-    create_postgres_database,
+    claims,
     free_port,
     make_app,
+    me,
 )
-from tests.test_login_tokens import assert_401, claims, me
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "http://cinema.test"  # PUBLIC_BASE_URL of the test apps
@@ -456,11 +457,13 @@ def test_in_development_the_first_token_makes_the_first_key(
 
 
 def test_in_production_a_missing_key_is_an_error_that_names_the_command(
-    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    redis_url: str,
+    caplog: pytest.LogCaptureFixture,
+    make_postgres_database: Callable[[str], str],
 ) -> None:
-    name = f"{os.environ.get('TEST_POSTGRES_DB', 'accounts_test')}_nokey"
     app = make_app(
-        create_postgres_database(name),
+        make_postgres_database("nokey"),
         tmp_path,
         0,
         APP_ENV="production",
@@ -491,7 +494,6 @@ def test_in_production_a_missing_key_is_an_error_that_names_the_command(
     finally:
         with app.app_context():
             db.engine.dispose()
-        create_postgres_database(name)  # leaves an empty database, not a copy of the schema
 
 
 # --- two gunicorn workers -------------------------------------------------------------------

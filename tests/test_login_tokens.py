@@ -19,35 +19,18 @@ from flask.testing import FlaskClient
 
 from app.db import db
 from app.models import RefreshToken, User, utcnow
-from tests.conftest import PASSWORD, Accounts, bearer
-from tests.test_foundation import assert_problem
-
-
-def login(client: FlaskClient, email: str, password: str = PASSWORD):
-    return client.post("/auth/login", json={"email": email, "password": password})
-
-
-def refresh(client: FlaskClient, token: str):
-    return client.post("/auth/refresh", json={"refresh_token": token})
-
-
-def logout(client: FlaskClient, refresh_token: str, access_token: str | None = None):
-    headers = bearer(access_token) if access_token else {}
-    return client.post("/auth/logout", json={"refresh_token": refresh_token}, headers=headers)
-
-
-def me(client: FlaskClient, access_token: str):
-    return client.get("/auth/me", headers=bearer(access_token))
-
-
-def claims(token: str) -> dict[str, Any]:
-    return pyjwt.decode(token, options={"verify_signature": False})
-
-
-def assert_401(response) -> dict[str, Any]:
-    body = assert_problem(response, 401)
-    assert response.headers["WWW-Authenticate"] == "Bearer"
-    return body
+from tests.helpers import (
+    PASSWORD,
+    Accounts,
+    assert_401,
+    assert_problem,
+    bearer,
+    claims,
+    login,
+    logout,
+    me,
+    refresh,
+)
 
 
 def refresh_expiry(app: Flask, token: str) -> datetime:

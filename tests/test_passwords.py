@@ -17,10 +17,19 @@ from app.auth.passwords import check_password_strength
 from app.db import db
 from app.errors import InvalidInput
 from app.models import PasswordResetToken, User, utcnow
-from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
-from tests.test_foundation import assert_problem
-from tests.test_login_tokens import assert_401, login, me, refresh
-from tests.test_register_activate import every_stored_value
+from tests.helpers import (
+    PASSWORD,
+    Accounts,
+    Mailbox,
+    assert_401,
+    assert_problem,
+    bearer,
+    login,
+    me,
+    refresh,
+    stored_password_hash,
+    stored_values,
+)
 
 NEW_PASSWORD = "granite pelican lantern mosaic"
 # 64 characters: spaces, accents, a non-Latin script and an emoji.
@@ -46,13 +55,6 @@ def forgot(client: FlaskClient, email: str):
 
 def reset(client: FlaskClient, token: str, new: str = NEW_PASSWORD):
     return client.post("/auth/password/reset", json={"token": token, "new_password": new})
-
-
-def stored_hash(app: Flask, email: str) -> str:
-    with app.app_context():
-        value = db.session.scalar(sa.select(User.password_hash).where(User.email == email))
-    assert value is not None
-    return value
 
 
 def argon2_parameters(password_hash: str) -> dict[str, int]:
@@ -132,9 +134,10 @@ class TestStrengthRule:
 
 
 class TestHashing:
+    @pytest.mark.real_hasher
     def test_argon2id_at_or_above_the_owasp_minimum(self, app: Flask, accounts: Accounts) -> None:
         accounts.register("hashed@example.com")
-        password_hash = stored_hash(app, "hashed@example.com")
+        password_hash = stored_password_hash(app, "hashed@example.com")
         parameters = argon2_parameters(password_hash)
         assert parameters["m"] >= 19 * 1024
         assert parameters["t"] >= 2
@@ -143,8 +146,10 @@ class TestHashing:
     def test_the_same_password_hashes_differently(self, app: Flask, accounts: Accounts) -> None:
         accounts.register("salt1@example.com")
         accounts.register("salt2@example.com")
-        assert stored_hash(app, "salt1@example.com") != stored_hash(app, "salt2@example.com")
+        first, second = (stored_password_hash(app, f"salt{n}@example.com") for n in (1, 2))
+        assert first != second
 
+    @pytest.mark.real_hasher
     def test_a_weaker_hash_is_upgraded_on_the_next_login(
         self, app: Flask, client: FlaskClient, accounts: Accounts
     ) -> None:
@@ -157,9 +162,10 @@ class TestHashing:
             )
             db.session.commit()
         assert_401(login(client, "legacy@example.com", "a wrong password for sure"))
-        assert stored_hash(app, "legacy@example.com") == weak  # only a correct login upgrades
+        # Only a correct login upgrades.
+        assert stored_password_hash(app, "legacy@example.com") == weak
         assert login(client, "legacy@example.com").status_code == 200
-        upgraded = argon2_parameters(stored_hash(app, "legacy@example.com"))
+        upgraded = argon2_parameters(stored_password_hash(app, "legacy@example.com"))
         assert upgraded["m"] >= 19 * 1024 and upgraded["t"] >= 2
         assert login(client, "legacy@example.com").status_code == 200
 
@@ -250,7 +256,7 @@ class TestForgot:
         with app.app_context():
             stored = db.session.scalars(sa.select(PasswordResetToken.token_hash)).all()
         assert stored == [hashlib.sha256(secret.encode()).hexdigest()]
-        assert secret not in every_stored_value(app)
+        assert secret not in "\n".join(stored_values(app))
 
     def test_not_an_email_is_422(self, client: FlaskClient) -> None:
         assert assert_problem(forgot(client, "nope"), 422)["errors"]["email"]

@@ -9,8 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from app.models import utcnow
-from tests.conftest import Accounts, bearer
-from tests.test_foundation import assert_problem
+from tests.helpers import Accounts, assert_problem, bearer
 
 EMAIL = "viewer@example.com"
 EMPTY_PROFILE = {

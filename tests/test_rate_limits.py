@@ -9,8 +9,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from tests.conftest import PASSWORD, Accounts, Mailbox
-from tests.test_foundation import assert_problem
+from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem
 
 WRONG = "a wrong password for sure"
 

@@ -15,8 +15,7 @@ from flask.testing import FlaskClient
 
 from app.db import db
 from app.models import ActivationToken, User, utcnow
-from tests.conftest import PASSWORD, Accounts, Mailbox, run_worker
-from tests.test_foundation import assert_problem
+from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, run_worker, stored_values
 
 USER_KEYS = {"id", "email", "is_active", "group", "created_at", "updated_at", "profile"}
 PROFILE_KEYS = {"first_name", "last_name", "gender", "date_of_birth", "info", "avatar_url"}
@@ -32,17 +31,6 @@ def activate(client: FlaskClient, token: str):
 
 def resend(client: FlaskClient, email: str):
     return client.post("/auth/activate/resend", json={"email": email})
-
-
-def every_stored_value(app: Flask) -> str:
-    """Every cell of every table, as one string: what a database dump would show."""
-    with app.app_context():
-        rows = [
-            repr(tuple(row))
-            for table in db.metadata.sorted_tables
-            for row in db.session.execute(sa.select(table))
-        ]
-    return "\n".join(rows)
 
 
 class TestRegister:
@@ -163,7 +151,7 @@ class TestActivationEmail:
         with app.app_context():
             stored = db.session.scalars(sa.select(ActivationToken.token_hash)).all()
         assert stored == [hashlib.sha256(secret.encode()).hexdigest()]
-        assert secret not in every_stored_value(app)
+        assert secret not in "\n".join(stored_values(app))
 
     def test_tokens_differ_between_users(self, client: FlaskClient, mailbox: Mailbox) -> None:
         register(client, "one@example.com")

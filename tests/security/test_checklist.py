@@ -16,37 +16,25 @@ from typing import Any
 
 import jwt
 import pytest
-import sqlalchemy as sa
 from argon2 import Type, extract_parameters
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import db
-from app.models import User
-from tests.conftest import PASSWORD, Accounts, Mailbox, bearer
+from tests.helpers import (
+    PASSWORD,
+    Accounts,
+    Mailbox,
+    assert_problem,
+    bearer,
+    claims,
+    run_worker,
+    service_log_records,
+    stored_password_hash,
+    stored_values,
+)
 
 NEW_PASSWORD = "quartz heron lantern meadow"
 NEWER_PASSWORD = "copper falcon drizzle atlas"
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == "application/problem+json"
-    body: dict[str, Any] = response.json
-    assert body["status"] == status
-    return body
-
-
-def claims_of(token: str) -> dict[str, Any]:
-    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
-    return claims
-
-
-def stored_password_hash(app: Flask, address: str) -> str:
-    with app.app_context():
-        user = db.session.scalar(sa.select(User).where(User.email == address))
-        assert user is not None
-        return user.password_hash
 
 
 # --- JWT (item 9) -------------------------------------------------------------------------
@@ -55,13 +43,13 @@ def stored_password_hash(app: Flask, address: str) -> str:
 def as_refresh_claims(access_token: str) -> dict[str, Any]:
     """What a JWT refresh token of this login would carry: refresh tokens are opaque
     strings, so an attacker can only make up a JWT that looks like one."""
-    return {**claims_of(access_token), "type": "refresh"}
+    return {**claims(access_token), "type": "refresh"}
 
 
 def test_item_09_alg_none_is_refused(client: FlaskClient, accounts: Accounts) -> None:
     pair = accounts.active_user("none@example.com")
     for forged_claims, call in (
-        (claims_of(pair["access_token"]), lambda t: client.get("/auth/me", headers=bearer(t))),
+        (claims(pair["access_token"]), lambda t: client.get("/auth/me", headers=bearer(t))),
         (
             as_refresh_claims(pair["access_token"]),
             lambda t: client.post("/auth/refresh", json={"refresh_token": t}),
@@ -81,7 +69,7 @@ def test_item_09_tampered_signature_is_refused(
     pair = accounts.active_user("attacker@example.com")
     header, _payload, signature = pair["access_token"].split(".")
     # Another user's id under the attacker's signature.
-    forged_claims = {**claims_of(pair["access_token"]), "sub": str(victim["id"])}
+    forged_claims = {**claims(pair["access_token"]), "sub": str(victim["id"])}
     forged_payload = jwt.encode(
         forged_claims, "only-the-payload-is-kept-" * 2, algorithm="HS256"
     ).split(".")[1]
@@ -89,7 +77,7 @@ def test_item_09_tampered_signature_is_refused(
     assert_problem(client.get("/auth/me", headers=bearer(swapped)), 401)
     # The right claims signed with a key that is not the server's.
     wrong_key = jwt.encode(
-        claims_of(pair["access_token"]), "not-the-server-key-" * 3, algorithm="HS256"
+        claims(pair["access_token"]), "not-the-server-key-" * 3, algorithm="HS256"
     )
     assert_problem(client.get("/auth/me", headers=bearer(wrong_key)), 401)
     # A refresh token made up and signed with a wrong key is refused as well.
@@ -121,6 +109,7 @@ def test_item_09_access_token_used_as_refresh_token_is_refused(
 # --- Passwords (items 1, 2) -------------------------------------------------------------
 
 
+@pytest.mark.real_hasher
 def test_item_01_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
     app: Flask, accounts: Accounts
 ) -> None:
@@ -131,6 +120,7 @@ def test_item_01_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
     assert parameters.time_cost >= 2
 
 
+@pytest.mark.real_hasher
 def test_item_02_unknown_email_and_wrong_password_take_the_same_time(
     client: FlaskClient, accounts: Accounts
 ) -> None:
@@ -157,26 +147,13 @@ def test_item_02_unknown_email_and_wrong_password_take_the_same_time(
 # --- Email tokens (items 5, 7) ----------------------------------------------------------
 
 
-def all_stored_values(app: Flask) -> list[str]:
-    """Every column of every row of every table, as text."""
-    with app.app_context():
-        metadata = sa.MetaData()
-        metadata.reflect(bind=db.engine)
-        values = []
-        with db.engine.connect() as conn:
-            for table in metadata.sorted_tables:
-                for row in conn.execute(sa.select(table)):
-                    values.extend(str(value) for value in row if value is not None)
-        return values
-
-
 def test_item_05_the_database_never_holds_a_usable_token(
     app: Flask, client: FlaskClient, accounts: Accounts, mailbox: Mailbox
 ) -> None:
     address = "stored@example.com"
     accounts.register(address)
     activation = mailbox.last_token(address)
-    pending = all_stored_values(app)  # the activation token is spent by activating
+    pending = stored_values(app)  # the activation token is spent by activating
     accounts.activate(address)
     pair = accounts.login(address)
     assert client.post("/auth/password/forgot", json={"email": address}).status_code == 202
@@ -188,7 +165,7 @@ def test_item_05_the_database_never_holds_a_usable_token(
         "refresh token": pair["refresh_token"],
         "password": PASSWORD,
     }
-    stored = pending + all_stored_values(app)
+    stored = pending + stored_values(app)
     assert any(len(value) == 64 for value in stored)  # the SHA-256 hex digests are there
     for name, secret in secrets.items():
         leaks = [value for value in stored if secret in value]
@@ -310,9 +287,7 @@ def test_item_19_no_password_token_or_hash_in_any_log_line(
     secrets["failed password"] = "not mine at all 42"
 
     assert caplog.records, "the journey logged nothing at all"
-    # aiosmtpd ("mail.log") is the test's mail server, the receiving end: it logs the emails it
-    # is sent, which carry the links by design. Every other logger is the service's process.
-    records = [record for record in caplog.records if not record.name.startswith("mail.log")]
+    records = service_log_records(caplog.records)
     lines = [f"{record.name}: {record.getMessage()} {record.__dict__}" for record in records]
     for name, secret in secrets.items():
         leaks = [line[:300] for line in lines if secret in line]
@@ -322,14 +297,11 @@ def test_item_19_no_password_token_or_hash_in_any_log_line(
 def test_item_19_the_worker_logs_no_link_token(
     redis_app: Flask, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from app.jobs.worker import run_worker
-
     client = redis_app.test_client()
     client.post("/auth/register", json={"email": "queued@example.com", "password": PASSWORD})
     with caplog.at_level(logging.DEBUG):
-        run_worker(redis_app, burst=True, fork=False)
+        run_worker(redis_app)
     token = mailbox.last_token("queued@example.com")
-    # mail.log is the test's own SMTP server, which of course sees the email.
-    ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail.log"))
+    ours = "\n".join(r.getMessage() for r in service_log_records(caplog.records))
     assert "send_email" in ours  # the worker did log the job it ran…
     assert token not in ours  # …but not the link it carried

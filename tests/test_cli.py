@@ -1,0 +1,95 @@
+"""The flask commands: seed-groups, create-admin, cleanup-tokens."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app.db import db
+from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
+from tests.helpers import PASSWORD, Accounts, bearer
+
+
+class TestCommandLine:
+    def test_seed_groups_is_idempotent(self, app: Flask) -> None:
+        runner = app.test_cli_runner()
+        first = runner.invoke(args=["seed-groups"])
+        second = runner.invoke(args=["seed-groups"])
+        assert first.exit_code == 0 and second.exit_code == 0
+        assert "already present" in second.output
+        with app.app_context():
+            assert sorted(db.session.scalars(sa.select(UserGroup.name))) == [
+                "ADMIN",
+                "MODERATOR",
+                "USER",
+            ]
+
+    def test_create_admin_creates_an_active_admin_who_can_log_in(
+        self, app: Flask, client: FlaskClient
+    ) -> None:
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "Boss@Example.com", "--password", PASSWORD]
+        )
+        assert result.exit_code == 0, result.output
+        tokens = client.post(
+            "/auth/login", json={"email": "boss@example.com", "password": PASSWORD}
+        ).json
+        me = client.get("/auth/me", headers=bearer(tokens["access_token"])).json
+        assert me["group"] == "ADMIN" and me["is_active"] is True
+
+    def test_create_admin_prompts_for_the_password(self, app: Flask) -> None:
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "prompted@example.com"],
+            input=f"{PASSWORD}\n{PASSWORD}\n",
+        )
+        assert result.exit_code == 0, result.output
+        assert "created admin prompted@example.com" in result.output
+
+    def test_create_admin_promotes_and_activates_an_existing_user(
+        self, app: Flask, accounts: Accounts
+    ) -> None:
+        accounts.register("member@example.com")
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "member@example.com", "--password", "whatever"]
+        )
+        assert result.exit_code == 0, result.output
+        assert "promoted" in result.output
+        me = accounts.client.get(
+            "/auth/me", headers=bearer(accounts.login("member@example.com")["access_token"])
+        ).json
+        assert me["group"] == "ADMIN"
+
+    def test_create_admin_refuses_a_weak_password(self, app: Flask) -> None:
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "weak@example.com", "--password", "password"]
+        )
+        assert result.exit_code != 0
+        assert "guess" in result.output
+
+    def test_cleanup_tokens_deletes_only_expired_ones(self, app: Flask, accounts: Accounts) -> None:
+        accounts.register("old@example.com")
+        accounts.register("new@example.com")
+        with app.app_context():
+            old = db.session.scalar(sa.select(User).where(User.email == "old@example.com"))
+            token = db.session.scalar(
+                sa.select(ActivationToken).where(ActivationToken.user_id == old.id)
+            )
+            token.expires_at = utcnow() - timedelta(seconds=1)
+            db.session.add(
+                RefreshToken(
+                    token_hash="x",
+                    user_id=old.id,
+                    family_id="f",
+                    expires_at=utcnow() - timedelta(days=1),
+                )
+            )
+            db.session.commit()
+        result = app.test_cli_runner().invoke(args=["cleanup-tokens"])
+        assert result.exit_code == 0
+        assert "activation: 1 deleted" in result.output
+        assert "refresh: 1 deleted" in result.output
+        with app.app_context():
+            assert db.session.scalar(sa.select(sa.func.count()).select_from(ActivationToken)) == 1

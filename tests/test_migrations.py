@@ -1,0 +1,71 @@
+"""The Alembic migrations: they match the models, undo and redo, and carry the database's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flask import Flask
+
+from app.db import db
+from app.models import User, UserGroup
+from tests.helpers import Accounts
+
+
+def test_migrations_match_the_models(app: Flask) -> None:
+    with app.app_context(), db.engine.connect() as conn:
+        diff = compare_metadata(
+            MigrationContext.configure(conn, opts={"compare_type": True}), db.metadata
+        )
+    assert diff == []
+
+
+def test_email_is_stored_lower_case_by_the_database_rule(app: Flask) -> None:
+    with app.app_context():
+        group = db.session.scalar(sa.select(UserGroup))
+        db.session.add(User(email="Mixed@Example.com", password_hash="x", group=group))
+        with pytest.raises(sa.exc.IntegrityError):
+            db.session.commit()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_downgrade_base_undoes_the_migrations_and_upgrade_redoes_them(
+    backend: str, tmp_path, make_postgres_database: Callable[[str], str]
+) -> None:
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'fresh.sqlite3'}"
+    else:
+        url = make_postgres_database("migrations")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
+    with app.app_context():
+        upgrade()
+        assert "users" in sa.inspect(db.engine).get_table_names()
+        downgrade(revision="base")
+        assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
+        upgrade()
+        tables = set(sa.inspect(db.engine).get_table_names())
+        assert {
+            "user_groups",
+            "users",
+            "user_profiles",
+            "activation_tokens",
+            "refresh_tokens",
+        } <= tables
+        db.engine.dispose()
+
+
+def test_deleting_a_user_deletes_what_hangs_off_it(app: Flask, accounts: Accounts) -> None:
+    accounts.register("gone@example.com")
+    with app.app_context():
+        db.session.execute(sa.delete(User).where(User.email == "gone@example.com"))
+        db.session.commit()
+        for table in ("user_profiles", "activation_tokens"):
+            count = db.session.scalar(sa.text(f"SELECT count(*) FROM {table}"))  # noqa: S608
+            assert count == 0, table
