@@ -31,6 +31,8 @@ from app.users import seed_groups
 from app.db import db
 
 REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
+# Flask's switch, honoured by app.config.read_dotenv: a developer's .env never reaches a test.
+os.environ["FLASK_SKIP_DOTENV"] = "1"
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 PG_DATABASE = os.environ.get("TEST_POSTGRES_DB", "accounts_test")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Mapping
 from typing import IO, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.db import db
@@ -137,6 +136,8 @@ def delete_avatar(user: User) -> None:
 
 def _delete_object(key: str) -> None:
     """The database no longer points at the object: a failed delete leaves an orphan, logged."""
+    from botocore.exceptions import BotoCoreError, ClientError  # boto3 is imported only for S3
+
     try:
         avatar_storage().delete(key)
     except (BotoCoreError, ClientError, OSError):
