@@ -40,10 +40,16 @@ class MigrationCommands(click.Command):
     """`flask db`: stands in the command list; parsing its arguments hands over to
     Flask-Migrate's own group, so every `flask db …` command and option works as documented."""
 
-    def make_context(self, info_name: str | None, args: list[str], **extra: Any) -> click.Context:
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
         from flask_migrate.cli import db as migrate_group
 
-        return migrate_group.make_context(info_name, args, **extra)
+        return migrate_group.make_context(info_name, args, parent=parent, **extra)
 
 
 def init_migrations(app: Flask, db: SQLAlchemy, directory: str) -> None:
