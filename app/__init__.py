@@ -14,6 +14,7 @@ from app.auth.guards import register_jwt_callbacks
 from app.cli import register_cli
 from app.config import finalize_config, load_config
 from app.db import db, init_db
+from app.docs import init_docs
 from app.errors import register_error_handlers
 from app.extensions import api, jwt, limiter, mail
 from app.http import init_http
@@ -52,6 +53,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
 
+    init_docs(app)  # /docs/static/: Swagger UI's assets, kept out of /openapi.json
     register_error_handlers(app)
     register_cli(app)
     return app

@@ -132,7 +132,8 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("OPENAPI_URL_PREFIX", "/")
     config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
-    config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    # Served by app/docs.py from the pinned swagger-ui-bundle package, never from a CDN.
+    config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs/static/")
     if config["APP_ENV"] not in {"development", "production"}:
         raise ConfigError(
             f"APP_ENV must be 'development' or 'production', got {config['APP_ENV']!r}"
