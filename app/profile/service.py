@@ -94,15 +94,20 @@ def reencode_avatar(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def avatar_too_large() -> ContentTooLarge:
+    """The answer to an avatar over the limit, whether the file or the whole body is."""
+    return ContentTooLarge(
+        "The avatar is too large.",
+        errors={"avatar": [f"At most {AVATAR_MAX_BYTES // (1024 * 1024)} MiB."]},
+    )
+
+
 def set_avatar(user: User, upload: IO[bytes]) -> UserProfile:
     """Store the re-encoded image under a new key; the previous one is deleted."""
     # One byte more than allowed tells "too large" without holding more than that.
     data = upload.read(AVATAR_MAX_BYTES + 1)
     if len(data) > AVATAR_MAX_BYTES:
-        raise ContentTooLarge(
-            "The avatar is too large.",
-            errors={"avatar": [f"At most {AVATAR_MAX_BYTES // (1024 * 1024)} MiB."]},
-        )
+        raise avatar_too_large()
     webp = reencode_avatar(data)
     storage = avatar_storage()
     key = f"avatars/{user.id}/{secrets.token_hex(16)}.webp"
