@@ -18,13 +18,29 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.conftest import PASSWORD, Mailbox, SMTPServer, free_port
+from tests.conftest import (
+    PASSWORD,
+    PG_DATABASE,
+    PG_SERVER_URL,
+    Mailbox,
+    SMTPServer,
+    create_postgres_database,
+    free_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TIMEOUT = 120
 # What the test runner's own environment may carry that would decide instead of .env.
+DOTENV_DATABASE = f"{PG_DATABASE}_dotenv"
 APP_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MAIL_SERVER", "MAIL_PORT", "APP_ENV", "FLASK_APP")
+
+
+def drop_postgres_database(name: str) -> None:
+    server = sa.create_engine(f"{PG_SERVER_URL}/postgres", isolation_level="AUTOCOMMIT")
+    with server.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    server.dispose()
 
 
 def clean_environment(**extra: str) -> dict[str, str]:
@@ -49,20 +65,29 @@ def http(method: str, url: str, body: dict[str, str] | None = None) -> tuple[int
         return error.code, json.loads(error.read() or b"{}")
 
 
-@pytest.fixture
-def project_dir(tmp_path: Path, smtp_server: SMTPServer) -> Path:
-    """A directory holding only a .env, as a newcomer writes it from .env.example."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def project_dir(
+    request: pytest.FixtureRequest, tmp_path: Path, smtp_server: SMTPServer
+) -> Iterator[Path]:
+    """A directory with the .env a newcomer writes: .env.example, a DATABASE_URL (an empty
+    database), and the SMTP server and address to use."""
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{tmp_path / 'from-dotenv.sqlite3'}"
+    else:
+        database_url = create_postgres_database(DOTENV_DATABASE)
     directory = tmp_path / "project"
     directory.mkdir()
-    port = free_port()
-    (directory / ".env").write_text(
-        f"DATABASE_URL=sqlite:///{tmp_path / 'from-dotenv.sqlite3'}\n"
+    settings = (ROOT / ".env.example").read_text() + (
+        f"DATABASE_URL={database_url}\n"
         "MAIL_SERVER=127.0.0.1\n"
         f"MAIL_PORT={smtp_server.port}\n"
-        f"GUNICORN_BIND=127.0.0.1:{port}\n"
+        f"GUNICORN_BIND=127.0.0.1:{free_port()}\n"
         "WEB_CONCURRENCY=1\n"
     )
-    return directory
+    (directory / ".env").write_text(settings)
+    yield directory
+    if request.param == "postgresql":
+        drop_postgres_database(DOTENV_DATABASE)
 
 
 def base_url(project: Path) -> str:
