@@ -8,6 +8,7 @@ Without chromium these tests are skipped, saying so; TEST_REQUIRE_SERVICES=1 fai
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import threading
@@ -48,7 +49,11 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 def chromium_path() -> str:
-    return shutil.which("chromium") or "/usr/bin/chromium"
+    """Debian's chromium; CHROMIUM_PATH or another Chromium-based browser on the PATH (as CI
+    runners carry) does as well."""
+    named = [os.environ.get("CHROMIUM_PATH", ""), "chromium", "chromium-browser", "google-chrome"]
+    found = (shutil.which(name) for name in named if name)
+    return next((path for path in found if path), "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="session")
