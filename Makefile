@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint install lock worker scheduler dashboard bench clean
+.PHONY: run test lint install lock worker scheduler dashboard bench clean chromium
 
 # The virtual environment, rebuilt when the lock file changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -33,9 +33,15 @@ run: install
 	$(BIN)/flask keys ensure
 	$(BIN)/gunicorn wsgi:app --workers 1 --threads 4
 
-# The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server and S3.
-test: install
+# The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server, S3 and chromium.
+test: install chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium through Playwright (no browser download). As root
+# it is installed when missing; otherwise those tests say they were skipped, and why.
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 lint: install
 	$(BIN)/ruff check .

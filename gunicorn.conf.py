@@ -6,6 +6,13 @@ flags and GUNICORN_CMD_ARGS are applied after this file, so they still win.
 
 import os
 
+from app.config import check_environment_or_exit, read_dotenv
+
+# The settings below may come from .env, as the app's do; and a misconfigured app stops the
+# master here with one line, instead of workers that fail to boot and are restarted forever.
+read_dotenv()
+check_environment_or_exit()
+
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name, "")

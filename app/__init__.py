@@ -14,13 +14,15 @@ from app.auth.guards import register_jwt_callbacks
 from app.cli import register_cli
 from app.config import finalize_config, load_config
 from app.db import db, init_db
+from app.docs import init_docs
 from app.errors import register_error_handlers
-from app.extensions import api, jwt, limiter, mail, migrate
+from app.extensions import api, jwt, limiter, mail
 from app.http import init_http
 from app.jobs.queue import install_hooks
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
 from app.log import configure_logging
+from app.migrate import init_migrations
 from app.profile import routes as profile_routes
 from app.storage import init_storage
 
@@ -36,7 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     configure_logging()
 
     init_db(app)
-    migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True)
+    init_migrations(app, db, MIGRATIONS_DIR)
     jwt.init_app(app)
     mail.init_app(app)
     limiter.init_app(app)
@@ -60,6 +62,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     for blueprint in blueprints:
         api.register_blueprint(blueprint)
 
+    init_docs(app)  # /docs/static/: Swagger UI's assets, kept out of /openapi.json
     register_error_handlers(app)
     register_cli(app)
     return app

@@ -9,11 +9,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from app.auth import passwords
+from app.auth import passwords, tokens
 from app.db import db
 from app.errors import DomainError
 from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.schedule import make_scheduler, register_cleanup
 from app.jobs.worker import run_worker
 from app.keys import service as keys
 from app.keys.ring import keyring
@@ -41,12 +40,10 @@ def seed_groups_command() -> None:
 @click.option("--email", required=True, help="Email of the admin.")
 @click.option(
     "--password",
-    prompt=True,
-    hide_input=True,
-    confirmation_prompt=True,
-    help="Asked for when not given.",
+    help="Password of a new admin (asked for when not given); for an existing user, a new "
+    "password that ends every login of the account.",
 )
-def create_admin_command(email: str, password: str) -> None:
+def create_admin_command(email: str, password: str | None) -> None:
     """Create an active ADMIN, or promote and activate the existing user with that email."""
     try:
         email = NormalisedEmail().deserialize(email)
@@ -56,13 +53,9 @@ def create_admin_command(email: str, password: str) -> None:
     admin_group = get_group(GroupName.ADMIN)
     user = find_user_by_email(email)
     if user is None:
-        try:
-            passwords.check_password_strength(password, email)
-        except DomainError as exc:
-            raise click.BadParameter(
-                " ".join(m for messages in (exc.errors or {}).values() for m in messages),
-                param_hint="--password",
-            ) from exc
+        # Asked only now: an existing user keeps their password unless --password is given.
+        password = password or click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        _check_strength(password, email)
         user = User(
             email=email, password_hash=passwords.hash_password(password), profile=UserProfile()
         )
@@ -70,11 +63,26 @@ def create_admin_command(email: str, password: str) -> None:
         action = "created"
     else:
         action = "promoted"
+        if password is not None:
+            _check_strength(password, email)
+            user.password_hash = passwords.hash_password(password)
+            tokens.revoke_user_sessions(user.id)  # as any password change: every login ends
     user.group = admin_group
     user.activate()
     db.session.commit()
-    audit(f"admin_{action}_from_cli", user_id=user.id)
-    click.echo(f"{action} admin {email} (id {user.id})")
+    audit(f"admin_{action}_from_cli", user_id=user.id, password_set=password is not None)
+    note = ", password set" if action == "promoted" and password is not None else ""
+    click.echo(f"{action} admin {email} (id {user.id}{note})")
+
+
+def _check_strength(password: str, email: str) -> None:
+    try:
+        passwords.check_password_strength(password, email)
+    except DomainError as exc:
+        raise click.BadParameter(
+            " ".join(m for messages in (exc.errors or {}).values() for m in messages),
+            param_hint="--password",
+        ) from exc
 
 
 @click.command("cleanup-tokens")
@@ -150,6 +158,9 @@ def rq_worker_command(burst: bool) -> None:
 @click.option("--burst", is_flag=True, help="Move due jobs once, then stop.")
 def rq_scheduler_command(burst: bool) -> None:
     """Run rq-scheduler with the periodic token cleanup registered once."""
+    # Imported here: rq-scheduler brings freezegun and croniter, which no other command needs.
+    from app.jobs.schedule import make_scheduler, register_cleanup
+
     app = _app_with_redis()
     scheduler = make_scheduler(app)
     if register_cleanup(scheduler, app.config["TOKEN_CLEANUP_INTERVAL"]):

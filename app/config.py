@@ -2,13 +2,20 @@
 
 `load_config()` returns a plain dict so tests can override any key by passing a dict to
 `create_app`. Production refuses the unsafe defaults rather than starting half-secure.
+
+Every process (gunicorn and its config file, the flask commands, the RQ worker and
+scheduler) reads `.env` the same way, through `read_dotenv()`: the file found from the
+working directory upwards, as the `flask` command finds it, with the real environment winning.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
+
+from dotenv import find_dotenv, load_dotenv
 
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
 DEV_JWT_SECRET_KEY = "dev-jwt-secret-key-not-for-production"  # noqa: S105 - refused in production
@@ -43,8 +50,23 @@ def with_psycopg2(url: str) -> str:
     return raw
 
 
+def read_dotenv() -> None:
+    """Put the values of `.env` into the environment, without overriding what is set.
+
+    FLASK_SKIP_DOTENV=1, Flask's own switch, turns it off (the test suite sets it, so a
+    developer's `.env` never reaches the tests)."""
+    if _bool(os.environ.get("FLASK_SKIP_DOTENV"), False):
+        return
+    path = find_dotenv(".env", usecwd=True)
+    if path:
+        load_dotenv(path, override=False, encoding="utf-8")
+
+
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    env = dict(os.environ if env is None else env)
+    """The settings from `env`, or from the environment and `.env` when none is given."""
+    if env is None:
+        read_dotenv()
+        env = dict(os.environ)
     instance = Path(instance_path)
     redis_url = env.get("REDIS_URL") or None
     mail_server = env.get("MAIL_SERVER") or None
@@ -120,7 +142,8 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("OPENAPI_URL_PREFIX", "/")
     config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
-    config.setdefault("OPENAPI_SWAGGER_UI_URL", "https://cdn.jsdelivr.net/npm/swagger-ui-dist/")
+    # Served by app/docs.py from the pinned swagger-ui-bundle package, never from a CDN.
+    config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs/static/")
     if config["APP_ENV"] not in {"development", "production"}:
         raise ConfigError(
             f"APP_ENV must be 'development' or 'production', got {config['APP_ENV']!r}"
@@ -142,3 +165,14 @@ def _refuse_unsafe_production(config: dict[str, Any]) -> None:
         problems.append("REDIS_URL must be set (jobs and rate limits need Redis)")
     if problems:
         raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
+
+
+def check_environment_or_exit() -> None:
+    """Refuse a misconfiguration with one line on stderr and status 1, not a traceback.
+
+    Called by gunicorn's master (gunicorn.conf.py) before it forks, since a worker that
+    fails at import is only restarted, and by `wsgi.py` for the flask commands."""
+    try:
+        finalize_config(load_config(str(Path("instance").resolve())))
+    except ConfigError as exc:
+        sys.exit(f"configuration error: {exc}")

@@ -1,14 +1,14 @@
-"""Extension instances, created once and bound to the app in `create_app`."""
+"""Extension instances, created once and bound to the app in `create_app`.
+
+Flask-Migrate is bound in `app/migrate.py`, imported only when a migration runs."""
 
 from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_mail import Mail
-from flask_migrate import Migrate
 
 from app.openapi import ProblemApi, ProblemResponses
 
-migrate = Migrate()
 jwt = JWTManager()
 mail = Mail()
 # Every error response in /openapi.json is the problem body the server sends.

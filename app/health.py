@@ -1,7 +1,8 @@
-"""Liveness and readiness: the process is up; the database and Redis answer."""
+"""Liveness and readiness: the process is up; the database (migrated) and Redis answer."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,13 +38,33 @@ class Health(MethodView):
         return {"status": "ok"}
 
 
+SCHEMA_BEHIND = "schema not at head"
+
+
+@lru_cache
+def _migration_heads(directory: str) -> frozenset[str]:
+    """The head revisions of the migrations this code ships; read once per process."""
+    from alembic.script import ScriptDirectory  # only here: alembic is slow to import
+
+    return frozenset(ScriptDirectory(directory).get_heads())
+
+
 def _check_database() -> str:
+    """A database that answers but lacks the latest migration would fail every request
+    that touches a missing table or column, so it is not ready either."""
     try:
-        db.session.execute(sa.text("SELECT 1"))
-        return "ok"
+        connection = db.session.connection()
+        applied = (
+            set(connection.scalars(sa.text("SELECT version_num FROM alembic_version")))
+            if sa.inspect(connection).has_table("alembic_version")
+            else set()
+        )
     except Exception:
         db.session.rollback()
         return "down"
+    db.session.rollback()
+    heads = _migration_heads(current_app.extensions["migrate"].directory)
+    return "ok" if applied == heads else SCHEMA_BEHIND
 
 
 def _check_redis() -> str:
@@ -56,14 +77,17 @@ def _check_redis() -> str:
         return "down"
 
 
+READY = {"ok", "not configured"}
+
+
 @blp.route("/ready")
 class Ready(MethodView):
     @blp.response(200, ReadySchema)
     @blp.alt_response(503, schema=ReadySchema, description="A dependency is down")
     def get(self) -> tuple[dict[str, Any], int] | dict[str, Any]:
-        """The database and Redis answer; 503 names what is down."""
+        """The database (at the migrations' head) and Redis answer; 503 names what is not."""
         checks = {"database": _check_database(), "redis": _check_redis()}
-        down = [name for name, state in checks.items() if state == "down"]
+        down = [name for name, state in checks.items() if state not in READY]
         if down:
             return {"status": "down", "checks": checks}, 503
         return {"status": "ok", "checks": checks}

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import flask_smorest
-from flask import Flask, Request, request
+from flask import Flask, Request, Response, request
 from marshmallow import Schema
 from marshmallow.utils import missing
 from webargs.flaskparser import FlaskParser
@@ -119,10 +119,18 @@ def _canonical_bearer_scheme() -> None:
         request.environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
 
 
+def _no_content_type_on_204(response: Response) -> Response:
+    """A 204 has no body, so nothing for a Content-Type to describe (RFC 9110 section 8.3)."""
+    if response.status_code == 204:
+        response.headers.pop("Content-Type", None)
+    return response
+
+
 def init_http(app: Flask) -> None:
     app.url_map.converters["id"] = RowIdConverter
     app.before_request(_require_known_body_type)
     app.before_request(_canonical_bearer_scheme)
+    app.after_request(_no_content_type_on_204)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]

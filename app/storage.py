@@ -9,8 +9,6 @@ import re
 from pathlib import Path
 from typing import Protocol
 
-import boto3
-from botocore.config import Config
 from flask import Flask, current_app
 
 # Presigned URLs are handed to browsers inside profiles; a short life limits a leaked link.
@@ -40,6 +38,11 @@ class S3Storage:
     """
 
     def __init__(self, bucket: str, endpoint_url: str | None, public_endpoint_url: str | None):
+        # Imported here, with S3 configured: boto3 is slow to import, and the local folder,
+        # the flask commands and the worker never need it.
+        import boto3
+        from botocore.config import Config
+
         # Path-style addressing: MinIO and moto serve buckets as paths, not subdomains.
         config = Config(
             signature_version="s3v4",

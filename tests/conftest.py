@@ -41,6 +41,8 @@ from tests.helpers import Accounts, Mailbox, SMTPServer, free_port, make_app, un
 # test module, which then never imports a fixture module.
 pytest_plugins = ["tests.fixtures_storage"]
 
+# Flask's switch, honoured by app.config.read_dotenv: a developer's .env never reaches a test.
+os.environ["FLASK_SKIP_DOTENV"] = "1"
 PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 # A fixed name was dropped and truncated by whichever run came second on a shared server.
 PG_DATABASE = os.environ.get("TEST_POSTGRES_DB") or f"accounts_test_{secrets.token_hex(4)}"

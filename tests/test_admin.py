@@ -611,9 +611,7 @@ def test_an_activation_link_sent_before_deactivation_is_dead(
 
 def test_create_admin_brings_back_a_deactivated_user(staff: Staff) -> None:
     staff.client.post(f"/admin/users/{staff.id_of(USER)}/deactivate", headers=staff.headers(ADMIN))
-    result = staff.app.test_cli_runner().invoke(
-        args=["create-admin", "--email", USER, "--password", "ignored for an existing user"]
-    )
+    result = staff.app.test_cli_runner().invoke(args=["create-admin", "--email", USER])
     assert result.exit_code == 0, result.output
     assert (
         staff.client.post("/auth/login", json={"email": USER, "password": PASSWORD}).status_code

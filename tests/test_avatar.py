@@ -223,6 +223,19 @@ def test_a_body_over_max_content_length_gets_413_before_it_is_read(uploader: Upl
     assert uploader.backend.keys() == set()
 
 
+def test_a_body_over_6_mib_gets_the_same_problem_as_an_avatar_over_5_mib(
+    uploader: Uploader,
+) -> None:
+    png = image_bytes("PNG")
+    over_the_avatar_limit = uploader.put(png + b"\0" * (AVATAR_MAX_BYTES + 1 - len(png)))
+    limit = uploader.backend.app.config["MAX_CONTENT_LENGTH"]
+    over_the_body_limit = uploader.put(png + b"\0" * (limit + 1 - len(png)))
+    assert over_the_body_limit.status_code == over_the_avatar_limit.status_code == 413
+    assert over_the_body_limit.mimetype == "application/problem+json"
+    assert over_the_body_limit.json == over_the_avatar_limit.json
+    assert uploader.backend.keys() == set()
+
+
 def test_replacing_deletes_the_old_object(uploader: Uploader) -> None:
     first = uploader.put(image_bytes("PNG")).json["avatar_url"]
     old_key = only_key(uploader)

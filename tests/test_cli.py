@@ -52,15 +52,48 @@ class TestCommandLine:
         self, app: Flask, accounts: Accounts
     ) -> None:
         accounts.register("member@example.com")
+        # No --password: the user keeps theirs, and nothing asks for one it would not use.
         result = app.test_cli_runner().invoke(
-            args=["create-admin", "--email", "member@example.com", "--password", "whatever"]
+            args=["create-admin", "--email", "member@example.com"], input=""
         )
         assert result.exit_code == 0, result.output
         assert "promoted" in result.output
+        assert "Password" not in result.output
         me = accounts.client.get(
             "/auth/me", headers=bearer(accounts.login("member@example.com")["access_token"])
         ).json
         assert me["group"] == "ADMIN"
+
+    def test_create_admin_with_password_sets_it_on_an_existing_user_and_ends_its_logins(
+        self, app: Flask, accounts: Accounts
+    ) -> None:
+        before = accounts.active_user("member@example.com")
+        new_password = "marble lantern exquisite harbour"
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "member@example.com", "--password", new_password]
+        )
+        assert result.exit_code == 0, result.output
+        assert "password set" in result.output
+        client = accounts.client
+        old = client.post("/auth/login", json={"email": "member@example.com", "password": PASSWORD})
+        assert old.status_code == 401
+        accounts.login("member@example.com", new_password)
+        assert client.get("/auth/me", headers=bearer(before["access_token"])).status_code == 401
+        refreshed = client.post("/auth/refresh", json={"refresh_token": before["refresh_token"]})
+        assert refreshed.status_code == 401
+
+    def test_create_admin_refuses_a_weak_password_for_an_existing_user_saying_why(
+        self, app: Flask, accounts: Accounts
+    ) -> None:
+        accounts.active_user("member@example.com")
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "member@example.com", "--password", "password"]
+        )
+        assert result.exit_code != 0
+        assert "--password" in result.output and "guess" in result.output
+        tokens = accounts.login("member@example.com")  # the old password still works
+        me = accounts.client.get("/auth/me", headers=bearer(tokens["access_token"])).json
+        assert me["group"] == "USER"  # and nothing else changed
 
     def test_create_admin_refuses_a_weak_password(self, app: Flask) -> None:
         result = app.test_cli_runner().invoke(

@@ -170,3 +170,28 @@ def test_an_unpaired_surrogate_in_a_token_or_name_is_400(
         )
         assert_problem(response, 400)
     assert client.get("/auth/me", headers=headers).json["profile"]["first_name"] is None
+
+
+def test_a_204_has_no_body_and_no_content_type(client: FlaskClient, accounts: Accounts) -> None:
+    pair = accounts.active_user("quiet@example.com")
+    headers = bearer(pair["access_token"])
+    responses = [
+        client.delete("/auth/me/avatar", headers=headers),
+        client.post(
+            "/auth/password/change",
+            json={"old_password": PASSWORD, "new_password": "marble lantern exquisite harbour"},
+            headers=headers,
+        ),
+        client.post(
+            "/auth/logout",
+            json={
+                "refresh_token": accounts.login(
+                    "quiet@example.com", "marble lantern exquisite harbour"
+                )["refresh_token"]
+            },
+        ),
+    ]
+    for response in responses:
+        assert response.status_code == 204, response.json
+        assert response.get_data() == b""
+        assert "Content-Type" not in response.headers

@@ -199,3 +199,14 @@ def test_unicode_line_breaks_and_c1_controls_in_a_name_are_422(
         "/auth/me/profile", json={"first_name": f"Ada{breaker}Lovelace"}, headers=headers
     )
     assert "first_name" in assert_problem(response, 422)["errors"]
+
+
+@pytest.mark.parametrize(
+    "value", ["10/12/1990", "2000-02-30", "1990-12-10T00:00:00", "1899-12-31", TOMORROW]
+)
+def test_every_date_of_birth_error_says_the_format(
+    client: FlaskClient, headers: dict[str, str], value: str
+) -> None:
+    response = client.patch("/auth/me/profile", json={"date_of_birth": value}, headers=headers)
+    (message,) = assert_problem(response, 422)["errors"]["date_of_birth"]
+    assert "YYYY-MM-DD" in message

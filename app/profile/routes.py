@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import request
+from flask import Response, request
 from marshmallow import RAISE
 from werkzeug.datastructures import FileStorage
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from app.auth.guards import authenticated, current_account
-from app.errors import InvalidInput
+from app.errors import InvalidInput, handle_domain_error, handle_http_exception
 from app.http import Blueprint
 from app.profile import service
 from app.profile.schemas import AvatarUploadSchema, ProfileUpdateSchema
@@ -50,3 +51,12 @@ def put_avatar(files: dict[str, FileStorage]) -> Any:
 def delete_avatar() -> None:
     """Remove the avatar."""
     service.delete_avatar(current_account())
+
+
+@blp.errorhandler(RequestEntityTooLarge)
+def body_too_large(error: RequestEntityTooLarge) -> Response:
+    """A body over MAX_CONTENT_LENGTH is refused unread; on the avatar upload the answer is
+    the same as for an avatar over its own limit."""
+    if request.endpoint == "profile.put_avatar":
+        return handle_domain_error(service.avatar_too_large())
+    return handle_http_exception(error)

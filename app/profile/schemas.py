@@ -30,9 +30,11 @@ def _not_blank(value: str) -> None:
 
 def _plausible_birth_date(value: date) -> None:
     if value < EARLIEST_BIRTH_DATE:
-        raise ValidationError(f"Must not be before {EARLIEST_BIRTH_DATE.isoformat()}.")
+        raise ValidationError(
+            f"Must not be before {EARLIEST_BIRTH_DATE.isoformat()} (dates are YYYY-MM-DD)."
+        )
     if value > utcnow().date():
-        raise ValidationError("Must not be in the future.")
+        raise ValidationError("Must not be in the future (dates are YYYY-MM-DD).")
 
 
 def Name() -> fields.String:
@@ -50,6 +52,7 @@ class ProfileUpdateSchema(Schema):
     date_of_birth = fields.Date(
         allow_none=True,
         validate=_plausible_birth_date,
+        error_messages={"invalid": "Not a valid date: use YYYY-MM-DD, for example 1990-12-10."},
         metadata={"description": "YYYY-MM-DD, from 1900-01-01 to today"},
     )
     info = fields.String(allow_none=True, validate=[validate.Length(max=2000), no_nul])

@@ -13,7 +13,6 @@ import secrets
 from collections.abc import Mapping
 from typing import IO, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from app.db import db
@@ -95,15 +94,20 @@ def reencode_avatar(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def avatar_too_large() -> ContentTooLarge:
+    """The answer to an avatar over the limit, whether the file or the whole body is."""
+    return ContentTooLarge(
+        "The avatar is too large.",
+        errors={"avatar": [f"At most {AVATAR_MAX_BYTES // (1024 * 1024)} MiB."]},
+    )
+
+
 def set_avatar(user: User, upload: IO[bytes]) -> UserProfile:
     """Store the re-encoded image under a new key; the previous one is deleted."""
     # One byte more than allowed tells "too large" without holding more than that.
     data = upload.read(AVATAR_MAX_BYTES + 1)
     if len(data) > AVATAR_MAX_BYTES:
-        raise ContentTooLarge(
-            "The avatar is too large.",
-            errors={"avatar": [f"At most {AVATAR_MAX_BYTES // (1024 * 1024)} MiB."]},
-        )
+        raise avatar_too_large()
     webp = reencode_avatar(data)
     storage = avatar_storage()
     key = f"avatars/{user.id}/{secrets.token_hex(16)}.webp"
@@ -137,6 +141,8 @@ def delete_avatar(user: User) -> None:
 
 def _delete_object(key: str) -> None:
     """The database no longer points at the object: a failed delete leaves an orphan, logged."""
+    from botocore.exceptions import BotoCoreError, ClientError  # boto3 is imported only for S3
+
     try:
         avatar_storage().delete(key)
     except (BotoCoreError, ClientError, OSError):

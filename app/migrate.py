@@ -1,0 +1,59 @@
+"""Flask-Migrate (`flask db …`, `flask_migrate.upgrade()`), imported on first use.
+
+Importing Flask-Migrate imports Alembic, about a third of the app's import time, which no
+request and no other command needs. What Flask-Migrate looks up in
+`app.extensions["migrate"]` is kept here, and its `Migrate` is built when a migration runs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import click
+from flask import Flask
+from flask_sqlalchemy import SQLAlchemy
+
+
+class MigrationSettings:
+    """The fields of Flask-Migrate's own `_MigrateConfig`, which its functions and
+    migrations/env.py read."""
+
+    def __init__(self, db: SQLAlchemy, directory: str) -> None:
+        self.db = db
+        self.directory = directory
+        # SQLite alters tables only by copying them, which Alembic's batch mode does.
+        self.configure_args: dict[str, Any] = {"compare_type": True, "render_as_batch": True}
+
+    @property
+    def metadata(self) -> Any:
+        return self.db.metadata
+
+    @cached_property
+    def migrate(self) -> Any:
+        from flask_migrate import Migrate
+
+        return Migrate(db=self.db, directory=self.directory, **self.configure_args)
+
+
+class MigrationCommands(click.Command):
+    """`flask db`: stands in the command list; parsing its arguments hands over to
+    Flask-Migrate's own group, so every `flask db …` command and option works as documented."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        from flask_migrate.cli import db as migrate_group
+
+        return migrate_group.make_context(info_name, args, parent=parent, **extra)
+
+
+def init_migrations(app: Flask, db: SQLAlchemy, directory: str) -> None:
+    app.extensions["migrate"] = MigrationSettings(db, directory)
+    app.cli.add_command(
+        MigrationCommands("db", help="Perform database migrations (Flask-Migrate).")
+    )
