@@ -19,7 +19,17 @@ import pytest
 from flask import Flask
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import AvatarBackend, Fetched, fetch_url, free_port, lower_case_headers
+from tests.helpers import (
+    Accounts,
+    AvatarBackend,
+    Fetched,
+    Mailbox,
+    Uploader,
+    bearer,
+    fetch_url,
+    free_port,
+    lower_case_headers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -105,3 +115,10 @@ def avatar_backend(
     return _s3_backend(
         s3_app, request.getfixturevalue("s3_client"), request.getfixturevalue("s3_bucket")
     )
+
+
+@pytest.fixture
+def uploader(avatar_backend: AvatarBackend, mailbox: Mailbox) -> Uploader:
+    client = avatar_backend.app.test_client()
+    tokens = Accounts(client, mailbox).active_user("viewer@example.com")
+    return Uploader(avatar_backend, client, bearer(tokens["access_token"]))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import io
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
 from app import create_app
 from app.db import db
@@ -303,3 +305,88 @@ def make_app(database_url: str, tmp_path: Path, smtp_port: int, **overrides: Any
     }
     config.update(overrides)
     return create_app(config)
+
+
+USER_KEYS = {"id", "email", "is_active", "group", "created_at", "updated_at", "profile"}
+
+
+def at_once(app: Flask, requests: list[Callable[[Any], Any]]) -> list[int]:
+    """Start every request at the same moment, each from its own client; return the statuses."""
+    barrier = threading.Barrier(len(requests))
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def run(request: Callable[[Any], Any]) -> None:
+        client = app.test_client()
+        barrier.wait()
+        status = request(client).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(statuses)
+
+
+# --- avatars ---
+
+KEY = re.compile(r"avatars/1/[0-9a-f]{32}\.webp")
+EXIF_MAKE, EXIF_ORIENTATION, EXIF_DESCRIPTION = 0x010F, 0x0112, 0x010E
+
+
+def image_bytes(
+    fmt: str,
+    size: tuple[int, int] = (64, 48),
+    mode: str = "RGB",
+    color: Any = None,
+    **options: Any,
+) -> bytes:
+    if color is None:
+        color = "red" if mode in ("RGB", "RGBA") else 1
+    image = Image.new(mode, size, color)
+    out = io.BytesIO()
+    image.save(out, fmt, **options)
+    return out.getvalue()
+
+
+def exif_with_secrets(orientation: int = 1) -> bytes:
+    exif = Image.Exif()
+    exif[EXIF_MAKE] = "SpyCam"
+    exif[EXIF_DESCRIPTION] = "taken at home, 12 Secret Street"
+    exif[EXIF_ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+@dataclass
+class Uploader:
+    backend: AvatarBackend
+    client: FlaskClient
+    headers: dict[str, str]
+
+    def put(self, data: bytes, filename: str = "me.png", content_type: str = "image/png") -> Any:
+        return self.client.put(
+            "/auth/me/avatar",
+            data={"avatar": (io.BytesIO(data), filename, content_type)},
+            headers=self.headers,
+        )
+
+    def profile(self) -> dict[str, Any]:
+        response = self.client.get("/auth/me", headers=self.headers)
+        assert response.status_code == 200
+        return response.json["profile"]  # type: ignore[no-any-return]
+
+    def stored_image(self, key: str) -> Image.Image:
+        image = Image.open(io.BytesIO(self.backend.read(key)))
+        image.load()
+        return image
+
+
+def only_key(uploader: Uploader) -> str:
+    keys = uploader.backend.keys()
+    assert len(keys) == 1, keys
+    (key,) = keys
+    assert KEY.fullmatch(key), key
+    return key

@@ -6,9 +6,7 @@ An avatar is judged by its bytes; what is stored is always our own WebP re-encod
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,72 +16,18 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from app.profile.service import AVATAR_MAX_BYTES
-from tests.helpers import Accounts, AvatarBackend, Fetched, Mailbox, assert_problem, bearer
-
-KEY = re.compile(r"avatars/1/[0-9a-f]{32}\.webp")
-EXIF_MAKE, EXIF_ORIENTATION, EXIF_DESCRIPTION = 0x010F, 0x0112, 0x010E
-
-
-def image_bytes(
-    fmt: str,
-    size: tuple[int, int] = (64, 48),
-    mode: str = "RGB",
-    color: Any = None,
-    **options: Any,
-) -> bytes:
-    if color is None:
-        color = "red" if mode in ("RGB", "RGBA") else 1
-    image = Image.new(mode, size, color)
-    out = io.BytesIO()
-    image.save(out, fmt, **options)
-    return out.getvalue()
-
-
-def exif_with_secrets(orientation: int = 1) -> bytes:
-    exif = Image.Exif()
-    exif[EXIF_MAKE] = "SpyCam"
-    exif[EXIF_DESCRIPTION] = "taken at home, 12 Secret Street"
-    exif[EXIF_ORIENTATION] = orientation
-    return exif.tobytes()
-
-
-@dataclass
-class Uploader:
-    backend: AvatarBackend
-    client: FlaskClient
-    headers: dict[str, str]
-
-    def put(self, data: bytes, filename: str = "me.png", content_type: str = "image/png") -> Any:
-        return self.client.put(
-            "/auth/me/avatar",
-            data={"avatar": (io.BytesIO(data), filename, content_type)},
-            headers=self.headers,
-        )
-
-    def profile(self) -> dict[str, Any]:
-        response = self.client.get("/auth/me", headers=self.headers)
-        assert response.status_code == 200
-        return response.json["profile"]  # type: ignore[no-any-return]
-
-    def stored_image(self, key: str) -> Image.Image:
-        image = Image.open(io.BytesIO(self.backend.read(key)))
-        image.load()
-        return image
-
-
-@pytest.fixture
-def uploader(avatar_backend: AvatarBackend, mailbox: Mailbox) -> Uploader:
-    client = avatar_backend.app.test_client()
-    tokens = Accounts(client, mailbox).active_user("viewer@example.com")
-    return Uploader(avatar_backend, client, bearer(tokens["access_token"]))
-
-
-def only_key(uploader: Uploader) -> str:
-    keys = uploader.backend.keys()
-    assert len(keys) == 1, keys
-    (key,) = keys
-    assert KEY.fullmatch(key), key
-    return key
+from tests.helpers import (
+    EXIF_MAKE,
+    Accounts,
+    Fetched,
+    Mailbox,
+    Uploader,
+    assert_problem,
+    bearer,
+    exif_with_secrets,
+    image_bytes,
+    only_key,
+)
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,7 @@ class TestEveryErrorIsProblemJson:
 
     def test_409_duplicate(self, client: FlaskClient, accounts: Accounts) -> None:
         accounts.register("twice@example.com")
+        accounts.activate("twice@example.com")  # a never-activated account registers again
         response = client.post(
             "/auth/register", json={"email": "Twice@Example.com ", "password": PASSWORD}
         )

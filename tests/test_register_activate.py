@@ -15,9 +15,16 @@ from flask.testing import FlaskClient
 
 from app.db import db
 from app.models import ActivationToken, User, utcnow
-from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, run_worker, stored_values
+from tests.helpers import (
+    PASSWORD,
+    USER_KEYS,
+    Accounts,
+    Mailbox,
+    assert_problem,
+    run_worker,
+    stored_values,
+)
 
-USER_KEYS = {"id", "email", "is_active", "group", "created_at", "updated_at", "profile"}
 PROFILE_KEYS = {"first_name", "last_name", "gender", "date_of_birth", "info", "avatar_url"}
 
 
@@ -61,6 +68,8 @@ class TestRegister:
         self, client: FlaskClient, mailbox: Mailbox
     ) -> None:
         assert register(client, "twin@example.com").status_code == 201
+        # Once activated: a never-activated account registers again (tests/security).
+        assert activate(client, mailbox.last_token("twin@example.com")).status_code == 200
         body = assert_problem(register(client, "TWIN@example.com"), 409)
         assert "already" in body["detail"]
         assert len(mailbox.to("twin@example.com")) == 1  # the refused one sent nothing
@@ -94,12 +103,12 @@ class TestRegister:
     ) -> None:
         client = redis_app.test_client()
         assert register(client, "queued@example.com").status_code == 201
-        assert register(client, "queued@example.com").status_code == 409
+        assert register(client, "queued@example.com").status_code == 201  # never activated
         assert register(client, "weakling@example.com", "password").status_code == 422
         assert mailbox.to("queued@example.com") == []  # the request did not wait for SMTP
         run_worker(redis_app)
-        assert len(mailbox.to("queued@example.com")) == 1  # the failed duplicate queued nothing
-        assert mailbox.to("weakling@example.com") == []
+        assert len(mailbox.to("queued@example.com")) == 2  # one link per registration
+        assert mailbox.to("weakling@example.com") == []  # the refused one queued nothing
 
     def test_an_unreachable_queue_loses_no_registration(
         self, app_factory: Callable[..., Flask], mailbox: Mailbox

@@ -15,7 +15,7 @@ from app.auth import tokens
 from app.db import db
 from app.errors import Conflict, UserNotFound
 from app.log import audit
-from app.models import ActivationToken, GroupName, User, UserGroup
+from app.models import ActivationToken, GroupName, PasswordResetToken, User, UserGroup
 from app.users import get_group
 
 
@@ -82,8 +82,10 @@ def deactivate_user(admin: User, user_id: int) -> User:
     # Refresh tokens are revoked; access tokens fail because the user loader refuses
     # inactive users and their login family is now revoked too.
     tokens.revoke_user_sessions(user.id)
-    # An outstanding activation link must not undo the deactivation.
-    db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
+    # Every emailed link is spent: an activation link would undo the deactivation, a reset
+    # link would still change the password of an account its owner may have lost.
+    for model in (ActivationToken, PasswordResetToken):
+        db.session.execute(sa.delete(model).where(model.user_id == user.id))
     db.session.commit()
     _audit("admin_user_deactivated", admin, user, is_active=(was_active, False))
     return user

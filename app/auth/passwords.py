@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from zxcvbn import zxcvbn
 
+from app.auth.guesses import estimate
 from app.errors import InvalidInput
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 # zxcvbn's score 3 starts at 10**8 guesses ("safely unguessable" for online attacks).
 MIN_GUESSES_LOG10 = 8.0
-# zxcvbn's cost grows faster than linearly with length; long passwords are judged in
-# chunks whose guess counts multiply, which keeps a 128-character check well under 50 ms.
-CHUNK = 48
 _SEPARATORS = re.compile(r"[\W_]+")
 
 # argon2id at OWASP's recommended minimum (m=19 MiB, t=2, p=1): about 25 ms a hash here, where
@@ -48,16 +44,6 @@ def dummy_hash() -> str:
     return hasher.hash("not a real password, only here to spend the same time")
 
 
-def _chunks(password: str) -> list[str]:
-    # A chunk that repeats earlier text adds nothing, so "ab" * 64 is as weak as "ab" * 24.
-    starts = range(0, len(password), CHUNK)
-    return [
-        password[i : i + CHUNK]
-        for i in starts
-        if i == 0 or password[i : i + CHUNK] not in password[:i]
-    ]
-
-
 EMAIL_MESSAGE = "Do not build the password from your email address; choose unrelated words."
 
 
@@ -77,15 +63,6 @@ def _built_from_email(password: str, email: str) -> bool:
     return len(local_part) >= 4 and (local_part in squeezed or local_part[::-1] in squeezed)
 
 
-def _guesses_log10(password: str, user_inputs: list[str]) -> tuple[float, dict[str, Any]]:
-    """zxcvbn's estimate, and the feedback of the weakest chunk."""
-    results = [
-        zxcvbn(chunk, user_inputs=user_inputs, max_length=CHUNK) for chunk in _chunks(password)
-    ]
-    weakest = min(results, key=lambda r: r["guesses_log10"])
-    return sum(r["guesses_log10"] for r in results), weakest["feedback"]
-
-
 def check_password_strength(password: str, email: str, field: str = "password") -> None:
     """Raise InvalidInput saying why, and what to do, when the password is too guessable."""
     if len(password) < MIN_LENGTH:
@@ -100,12 +77,12 @@ def check_password_strength(password: str, email: str, field: str = "password") 
     rest = re.sub("|".join(map(re.escape, words)), " ", password, flags=re.I) if words else ""
     if rest and rest != password:
         rest = _SEPARATORS.sub(" ", rest).strip()
-        if not rest or _guesses_log10(rest, [email])[0] < MIN_GUESSES_LOG10:
+        if not rest or estimate(rest, [email], MIN_GUESSES_LOG10).guesses_log10 < MIN_GUESSES_LOG10:
             _refuse(field, EMAIL_MESSAGE)
-    guesses, feedback = _guesses_log10(password, [email, *words])
-    if guesses >= MIN_GUESSES_LOG10:
+    judged = estimate(password, [email, *words], MIN_GUESSES_LOG10)
+    if judged.guesses_log10 >= MIN_GUESSES_LOG10:
         return
-    advice = [feedback["warning"], *feedback["suggestions"]]
+    advice = [judged.feedback["warning"], *judged.feedback["suggestions"]]
     hint = " ".join(a for a in advice if a) or "Add another word or two; uncommon words are better."
     _refuse(field, f"This password is too easy to guess. {hint}")
 

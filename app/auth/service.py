@@ -64,25 +64,45 @@ def _queue_activation_email(user: User, template: str = "activation") -> None:
 
 
 def register(email: str, password: str) -> User:
+    """A new account; or, for an email whose account was never activated, a fresh start.
+
+    Whoever registered the email first may not own it (pre-hijacking): until the link is
+    used, a new registration replaces the pending password and kills every older link.
+    """
     passwords.check_password_strength(password, email)
-    if find_user_by_email(email) is not None:
-        raise Conflict("An account with this email already exists.")
-    user = User(
-        email=email,
-        password_hash=passwords.hash_password(password),
-        group=get_group(GroupName.USER),
-    )
-    user.profile = UserProfile()
-    db.session.add(user)
-    try:
-        # The unique index decides between two concurrent registrations of one email.
-        db.session.flush()
-    except IntegrityError as exc:
-        db.session.rollback()
-        raise Conflict("An account with this email already exists.") from exc
-    _queue_activation_email(user)
+    password_hash = passwords.hash_password(password)
+    user = _pending_account(email)
+    registered_before = user is not None
+    if user is None:
+        user = User(email=email, password_hash=password_hash, group=get_group(GroupName.USER))
+        user.profile = UserProfile()
+        db.session.add(user)
+        try:
+            # The unique index decides between two concurrent registrations of one email;
+            # the one that loses comes second and starts the winner's account afresh.
+            db.session.flush()
+        except IntegrityError as exc:
+            db.session.rollback()
+            user = _pending_account(email)
+            if user is None:
+                raise Conflict("An account with this email already exists.") from exc
+            registered_before = True
+    user.password_hash = password_hash
+    db.session.execute(sa.delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    _queue_activation_email(user)  # replaces any older activation link
     db.session.commit()
-    audit("user_registered", user_id=user.id)
+    audit("user_registered", user_id=user.id, registered_before=registered_before)
+    return user
+
+
+def _pending_account(email: str) -> User | None:
+    """The never-activated account of this email, locked until the commit, or None when the
+    email is free; 409 when it belongs to an activated or admin-deactivated account."""
+    # The row lock queues concurrent registrations of one pending account (PostgreSQL;
+    # SQLite runs one writer at a time): each replaces the password and links in turn.
+    user = db.session.scalar(sa.select(User).where(User.email == email).with_for_update(of=User))
+    if user is not None and (user.is_active or user.deactivated_at is not None):
+        raise Conflict("An account with this email already exists.")
     return user
 
 
@@ -205,9 +225,11 @@ def change_password(user: User, old_password: str, new_password: str) -> None:
 
 
 def forgot_password(email: str) -> None:
-    """Same answer whatever the email; only an active account gets a reset link."""
+    """Same answer whatever the email. An active account gets a reset link, and so does one
+    never activated: the link proves the mailbox, so using it activates the account too.
+    An account an admin deactivated gets nothing."""
     user = find_user_by_email(email)
-    if user is None or not user.is_active:
+    if user is None or user.deactivated_at is not None:
         return
     ttl = current_app.config["PASSWORD_RESET_TOKEN_TTL"]
     secret = tokens.issue_email_token(PasswordResetToken, user, ttl)
@@ -221,9 +243,18 @@ def forgot_password(email: str) -> None:
 
 def reset_password(secret: str, new_password: str) -> None:
     user = tokens.spend_email_token(PasswordResetToken, secret, RENEW_RESET)
+    if user.deactivated_at is not None:  # a link that outlived the deactivation (a race)
+        raise InvalidToken(f"This link is invalid or has already been used. {RENEW_RESET}")
     _set_password(user, new_password, field="new_password")
+    activates = not user.is_active
+    if activates:
+        # The link reached the mailbox: it proves the address as an activation link does.
+        user.activate()
+        db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
     db.session.commit()
     audit("password_reset", user_id=user.id)
+    if activates:
+        audit("user_activated", user_id=user.id, by="password_reset")
 
 
 def _set_password(user: User, new_password: str, field: str) -> None:

@@ -12,6 +12,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.auth.guards import authenticated, current_account
 from app.errors import InvalidInput, handle_domain_error, handle_http_exception
 from app.http import Blueprint
+from app.limits import rate_limited
 from app.profile import service
 from app.profile.schemas import AvatarUploadSchema, ProfileUpdateSchema
 from app.schemas import ProfileSchema
@@ -32,6 +33,8 @@ def update_profile(changes: dict[str, Any]) -> Any:
 
 @blp.route("/avatar", methods=["PUT"])
 @authenticated()
+# Decoding an upload takes up to ~64 MB and a re-encoding's CPU, so an account may not loop it.
+@rate_limited(per_caller="5/minute;30/hour")
 @blp.arguments(AvatarUploadSchema, location="files", unknown=RAISE)
 @blp.response(200, ProfileSchema)
 @blp.alt_response(413, description="The body or the image is too large")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 
 from flask_smorest.fields import Upload
@@ -17,14 +18,38 @@ EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+# Bidirectional embeddings, overrides and isolates reorder the text shown around them
+# ("Trojan Source"): "Ada\u202eecilA" displays as "AdaAlice", and the reordering spills
+# into whatever page shows the name.
+_BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+# Characters drawn as nothing that are neither spaces nor format characters (Cf, such as
+# U+200B, U+200D, U+2060, U+FEFF and U+00AD): the combining grapheme joiner, the Hangul
+# fillers, the Braille blank and the variation selectors.
+_DRAWN_BLANK = re.compile(
+    r"[\u034f\u115f\u1160\u2800\u3164\uffa0\ufe00-\ufe0f\U000e0100-\U000e01ef]"
+)
+
+
 def _single_line(value: str) -> None:
     if _CONTROL.search(value):
         raise ValidationError("Use a single line without control characters.")
 
 
+def _no_bidi_controls(value: str) -> None:
+    if _BIDI_CONTROL.search(value):
+        raise ValidationError(
+            "Must not contain bidirectional controls (U+202A to U+202E, U+2066 to U+2069)."
+        )
+
+
+def _invisible(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) == "Cf" or bool(_DRAWN_BLANK.match(char))
+
+
 def _not_blank(value: str) -> None:
-    # An empty or all-space name displays as no name at all; null is how a name is cleared.
-    if not value.strip():
+    # A name of spaces or invisible characters displays as no name at all (or as someone
+    # else's next to it); null is how a name is cleared.
+    if all(_invisible(char) for char in value):
         raise ValidationError("Must not be blank; send null to clear it.")
 
 
@@ -39,7 +64,8 @@ def _plausible_birth_date(value: date) -> None:
 
 def Name() -> fields.String:
     return fields.String(
-        allow_none=True, validate=[validate.Length(max=100), _single_line, _not_blank]
+        allow_none=True,
+        validate=[validate.Length(max=100), _single_line, _no_bidi_controls, _not_blank],
     )
 
 
