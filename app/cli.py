@@ -1,16 +1,19 @@
-"""Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | rq …`."""
+"""Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | outbox …
+| rq …`."""
 
 from __future__ import annotations
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from redis.exceptions import RedisError
 
 from app.auth import passwords
 from app.db import db
 from app.errors import DomainError
 from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.schedule import make_scheduler, register_cleanup
+from app.jobs.outbox import sweep_outbox
+from app.jobs.schedule import make_scheduler
 from app.jobs.worker import run_worker
 from app.log import audit
 from app.models import GroupName, User, UserProfile
@@ -18,6 +21,7 @@ from app.schemas import NormalisedEmail
 from app.users import find_user_by_email, get_group, seed_groups
 
 rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
+outbox_cli = AppGroup("outbox", help="The email outbox.")
 
 
 @click.command("seed-groups")
@@ -78,6 +82,12 @@ def cleanup_tokens_command() -> None:
         click.echo(f"{kind}: {count} deleted")
 
 
+@outbox_cli.command("sweep")
+def outbox_sweep_command() -> None:
+    """Dispatch again every email not sent in time (the scheduler does this every minute)."""
+    click.echo(f"{sweep_outbox()} email(s) dispatched again")
+
+
 def _app_with_redis() -> Flask:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.config["REDIS_URL"]:
@@ -96,13 +106,17 @@ def rq_worker_command(burst: bool) -> None:
 @rq_cli.command("scheduler")
 @click.option("--burst", is_flag=True, help="Move due jobs once, then stop.")
 def rq_scheduler_command(burst: bool) -> None:
-    """Run rq-scheduler with the periodic token cleanup registered once."""
-    app = _app_with_redis()
-    scheduler = make_scheduler(app)
-    if register_cleanup(scheduler, app.config["TOKEN_CLEANUP_INTERVAL"]):
-        click.echo(f"token cleanup scheduled every {app.config['TOKEN_CLEANUP_INTERVAL']} s")
+    """Run rq-scheduler with the token cleanup and the outbox sweep, registered again
+    whenever they go missing."""
+    scheduler = make_scheduler(_app_with_redis())
+    try:
+        registered = scheduler.register_all()
+    except RedisError:
+        click.echo("Redis is not answering: the jobs are registered once it does")
     else:
-        click.echo("token cleanup already scheduled")
+        for periodic in scheduler.periodic:
+            state = "scheduled" if periodic in registered else "already scheduled"
+            click.echo(f"{periodic.what} {state} every {periodic.every} s")
     scheduler.run(burst=burst)
 
 
@@ -110,3 +124,4 @@ def register_cli(app: Flask) -> None:
     for command in (seed_groups_command, create_admin_command, cleanup_tokens_command):
         app.cli.add_command(command)
     app.cli.add_command(rq_cli)
+    app.cli.add_command(outbox_cli)

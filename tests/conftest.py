@@ -37,6 +37,7 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 PASSWORD = "violet tangerine submarine orbit"
 TABLES_CHILD_FIRST = [
+    "email_outbox",
     "refresh_tokens",
     "password_reset_tokens",
     "activation_tokens",

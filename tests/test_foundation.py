@@ -14,8 +14,7 @@ from flask.testing import FlaskClient
 
 from app.config import ConfigError
 from app.db import db
-from app.jobs.emails import send_email
-from app.jobs.queue import enqueue_after_commit
+from app.jobs.outbox import queue_email
 from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
 from tests.conftest import PASSWORD, PG_DATABASE, Accounts, Mailbox, bearer, run_worker
 
@@ -202,7 +201,7 @@ def test_email_is_stored_lower_case_by_the_database_rule(app: Flask) -> None:
 class TestJobsRunAfterCommit:
     def _queue_and(self, app: Flask, finish: str) -> None:
         with app.app_context():
-            enqueue_after_commit(send_email, "someone@example.com", "Hello", "text", "<p>html</p>")
+            queue_email("someone@example.com", "Hello", "text", "<p>html</p>")
             getattr(db.session, finish)()
 
     def test_committed_job_is_sent_in_process(self, app: Flask, mailbox: Mailbox) -> None:

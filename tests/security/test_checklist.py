@@ -321,5 +321,5 @@ def test_item_19_the_worker_logs_no_link_token(
     token = mailbox.last_token("queued@example.com")
     # mail.log is the test's own SMTP server, which of course sees the email.
     ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("mail.log"))
-    assert "send_email" in ours  # the worker did log the job it ran…
+    assert "send_outbox_email" in ours  # the worker did log the job it ran…
     assert token not in ours  # …but not the link it carried
