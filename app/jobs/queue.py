@@ -18,6 +18,7 @@ from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job as RQJob
 from rq.job import JobStatus
@@ -74,8 +75,11 @@ def dispatch(func: Callable[..., Any], *args: Any, job_id: str | None = None) ->
                 retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
                 description=f"{func.__module__}.{func.__qualname__}",
             )
-        except Exception:
-            log.exception("job_enqueue_failed", extra={"job": func.__name__, "job_id": job_id})
+        except RedisError as exc:
+            log.warning(
+                "job_enqueue_failed",
+                extra={"job": func.__name__, "job_id": job_id, "error": str(exc)},
+            )
         return
     try:
         # A fresh app context is a fresh session, as in the worker: the session that just

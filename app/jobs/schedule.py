@@ -47,6 +47,7 @@ SWEEP_INTERVAL = 60
 # The longest poll, and how long the scheduler sleeps at most between registration checks.
 MAX_POLL = 15.0
 SLOT_KEY = "accounts:periodic-slot:{job_id}:{slot}"
+REGISTER_LOCK = "accounts:periodic-register:{job_id}"
 
 
 @dataclass(frozen=True)
@@ -87,17 +88,22 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
         restart or a second scheduler neither moves the next run nor runs it again."""
         if self._registered_interval(periodic.job_id) == periodic.every:
             return False
-        self.cancel(periodic.job_id)
-        self.schedule(
-            scheduled_time=datetime.now(UTC),
-            func=periodic.func,
-            interval=periodic.every,
-            repeat=None,
-            id=periodic.job_id,
-            # Keep the job's hash for good: rq-scheduler drops a schedule entry whose job
-            # hash has expired. The fixed id means there is only ever this one hash.
-            result_ttl=-1,
-        )
+        # Schedulers starting together (or finding Redis empty together) take turns, and
+        # the later one finds the entry made: two entries would start two cadences.
+        with self.connection.lock(REGISTER_LOCK.format(job_id=periodic.job_id), timeout=10):
+            if self._registered_interval(periodic.job_id) == periodic.every:
+                return False
+            self.cancel(periodic.job_id)
+            self.schedule(
+                scheduled_time=datetime.now(UTC),
+                func=periodic.func,
+                interval=periodic.every,
+                repeat=None,
+                id=periodic.job_id,
+                # Keep the job's hash for good: rq-scheduler drops a schedule entry whose
+                # job hash has expired. The fixed id means there is only ever this one hash.
+                result_ttl=-1,
+            )
         return True
 
     def _registered_interval(self, job_id: str) -> int | None:
@@ -116,11 +122,11 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
 
     def enqueue_job(self, job: Job) -> None:
         interval = int(job.meta["interval"])  # every job of this scheduler is periodic
-        slot = self.connection.zscore(self.scheduled_jobs_key, job.id)
-        if slot is None:  # another scheduler moved it since this one read it
-            return
-        slot = int(slot)
+        score = self.connection.zscore(self.scheduled_jobs_key, job.id)
         now = time.time()
+        if score is None or score > now:  # another scheduler moved it since this one read it
+            return
+        slot = int(score)
         next_slot = slot + interval * (math.floor((now - slot) / interval) + 1)
         claimed = self.connection.set(
             SLOT_KEY.format(job_id=job.id, slot=slot), 1, nx=True, ex=int(interval) + 60

@@ -75,9 +75,9 @@ def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:
     queue when it is due (in burst mode: once, at start)."""
     backoff = Backoff()
     while True:
-        worker = make_worker(app, fork=fork)
         started = time.monotonic()
         try:
+            worker = make_worker(app, fork=fork)  # names itself to Redis already
             worked = worker.work(burst=burst, with_scheduler=True)
             if burst or worker.stop_requested:
                 return worked
