@@ -31,6 +31,7 @@ from flask import Flask
 from redis import Redis
 from rq import Worker
 from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry
 from rq_scheduler import Scheduler
 
 from app.auth.passwords import hash_password
@@ -39,11 +40,12 @@ from app.jobs.outbox import (
     GIVE_UP_AFTER,
     KEEP_FINISHED,
     SWEEP_AFTER,
+    SWEEP_AFTER_MAX,
     job_id,
     queue_email,
     sweep_outbox,
 )
-from app.jobs.queue import JOB_TIMEOUT, get_queue, redis_connection
+from app.jobs.queue import JOB_TIMEOUT, RETRY_INTERVALS, get_queue, redis_connection
 from app.jobs.schedule import CLEANUP_JOB_ID, SLOT_KEY, SWEEP_JOB_ID, make_scheduler
 from app.models import EmailOutbox, GroupName, User, UserGroup, UserProfile
 from tests.conftest import PASSWORD, Mailbox, SMTPServer, free_port, unavailable
@@ -325,6 +327,41 @@ def test_without_redis_the_sweep_sends_what_smtp_refused(
     (row,) = outbox_rows(app)
     assert row.attempts == 1
     assert sweep(app, after=10 * SWEEP_AFTER) == 0
+
+
+def test_the_sweep_leaves_a_queued_email_alone_and_takes_over_when_retries_run_out(
+    redis_app: Flask, smtp_server: SMTPServer, mailbox: Mailbox
+) -> None:
+    with redis_app.app_context():
+        queue_email("patient@example.com", "Hello", "text", "<p>html</p>")
+        db.session.commit()
+    (row,) = outbox_rows(redis_app)
+    queue = get_queue(redis_app)
+    # The worker is away: the job waits in the queue, and the sweep adds no copy of it.
+    assert sweep(redis_app, after=SWEEP_AFTER + 1) == 0
+    assert queue.job_ids == [job_id(row.id)]
+
+    smtp_server.stop()
+    with time_machine.travel(datetime.now(UTC), tick=True) as clock:
+        work(redis_app)
+        for interval in RETRY_INTERVALS:
+            assert sweep_outbox_now(redis_app) == 0  # RQ's retry is still to come
+            clock.shift(interval + 1)
+            work(redis_app)
+        job = Job.fetch(job_id(row.id), connection=redis_connection(redis_app))
+        assert job.get_status() == JobStatus.FAILED
+
+        smtp_server.start()
+        clock.shift(SWEEP_AFTER_MAX)
+        assert sweep_outbox_now(redis_app) == 1
+        work(redis_app)
+    assert_delivered_once_each(redis_app, mailbox, ["patient@example.com"])
+    assert job_id(row.id) not in FailedJobRegistry(queue=queue)
+
+
+def sweep_outbox_now(app: Flask) -> int:
+    with app.app_context():
+        return sweep_outbox()
 
 
 def test_an_email_not_sent_within_a_day_is_given_up_and_old_rows_go(
