@@ -364,6 +364,29 @@ def sweep_outbox_now(app: Flask) -> int:
         return sweep_outbox()
 
 
+def test_the_sweep_command_sends_what_is_due(
+    app: Flask, database_url: str, smtp_server: SMTPServer, mailbox: Mailbox
+) -> None:
+    smtp_server.stop()
+    with app.app_context():
+        queue_email("commanded@example.com", "Hello", "text", "<p>html</p>")
+        db.session.commit()
+        # Due now, as if two minutes had passed (the command runs in a process of its own,
+        # which this test's travelled clock would not reach).
+        db.session.execute(sa.update(EmailOutbox).values(next_attempt_at=datetime.now(UTC)))
+        db.session.commit()
+    smtp_server.start()
+    result = flask_command(
+        "outbox",
+        "sweep",
+        database_url=database_url,
+        redis_url="",
+        smtp_port=smtp_server.port,
+    )
+    assert "1 email(s) dispatched again" in result.stdout
+    assert_delivered_once_each(app, mailbox, ["commanded@example.com"])
+
+
 def test_an_email_not_sent_within_a_day_is_given_up_and_old_rows_go(
     app: Flask, smtp_server: SMTPServer, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
 ) -> None:
