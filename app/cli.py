@@ -1,5 +1,5 @@
 """Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | keys … |
-rq …`."""
+outbox … | rq …`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from datetime import datetime
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from redis.exceptions import RedisError
 
 from app.auth import passwords, tokens
 from app.db import db
 from app.errors import DomainError
 from app.jobs.cleanup import delete_expired_tokens
+from app.jobs.outbox import sweep_outbox
 from app.jobs.worker import run_worker
 from app.keys import service as keys
 from app.keys.ring import keyring
@@ -25,6 +27,7 @@ rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
 keys_cli = AppGroup(
     "keys", help="The keys that sign access tokens (published at /.well-known/jwks.json)."
 )
+outbox_cli = AppGroup("outbox", help="The email outbox.")
 
 
 @click.command("seed-groups")
@@ -139,6 +142,12 @@ def _iso(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
 
 
+@outbox_cli.command("sweep")
+def outbox_sweep_command() -> None:
+    """Dispatch again every email not sent in time (the scheduler does this every minute)."""
+    click.echo(f"{sweep_outbox()} email(s) dispatched again")
+
+
 def _app_with_redis() -> Flask:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.config["REDIS_URL"]:
@@ -157,16 +166,20 @@ def rq_worker_command(burst: bool) -> None:
 @rq_cli.command("scheduler")
 @click.option("--burst", is_flag=True, help="Move due jobs once, then stop.")
 def rq_scheduler_command(burst: bool) -> None:
-    """Run rq-scheduler with the periodic token cleanup registered once."""
+    """Run rq-scheduler with the token cleanup and the outbox sweep, registered again
+    whenever they go missing."""
     # Imported here: rq-scheduler brings freezegun and croniter, which no other command needs.
-    from app.jobs.schedule import make_scheduler, register_cleanup
+    from app.jobs.schedule import make_scheduler
 
-    app = _app_with_redis()
-    scheduler = make_scheduler(app)
-    if register_cleanup(scheduler, app.config["TOKEN_CLEANUP_INTERVAL"]):
-        click.echo(f"token cleanup scheduled every {app.config['TOKEN_CLEANUP_INTERVAL']} s")
+    scheduler = make_scheduler(_app_with_redis())
+    try:
+        registered = scheduler.register_all()
+    except RedisError:
+        click.echo("Redis is not answering: the jobs are registered once it does")
     else:
-        click.echo("token cleanup already scheduled")
+        for periodic in scheduler.periodic:
+            state = "scheduled" if periodic in registered else "already scheduled"
+            click.echo(f"{periodic.what} {state} every {periodic.every} s")
     scheduler.run(burst=burst)
 
 
@@ -175,3 +188,4 @@ def register_cli(app: Flask) -> None:
         app.cli.add_command(command)
     app.cli.add_command(keys_cli)
     app.cli.add_command(rq_cli)
+    app.cli.add_command(outbox_cli)

@@ -86,6 +86,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
         "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
         or "Cinema Accounts <no-reply@localhost>",
+        # Seconds each SMTP operation may take (connect, greeting, every command).
+        "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
         "MAIL_OUTBOX_DIR": str(instance / "outbox"),
         "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://localhost:8000").rstrip("/"),
         "ACTIVATION_TOKEN_TTL": _int(env, "ACTIVATION_TOKEN_TTL", 86400),

@@ -1,27 +1,31 @@
-"""Encryption at rest for secrets the service must read back (signing keys, ...)."""
+"""Keys derived from SECRET_KEY, one per purpose.
+
+HKDF-SHA256 with the purpose as its `info` gives each use its own key: a key that leaks from
+one use (or is rotated for it) says nothing about another, and no new secret has to be
+configured. Changing SECRET_KEY changes every derived key, so whatever one encrypted can no
+longer be read.
+"""
 
 from __future__ import annotations
 
 import base64
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
+INFO_PREFIX = b"cinema-accounts/"
 
-def fernet_for(purpose: str) -> Fernet:
-    """A Fernet key derived from SECRET_KEY, a different one for each purpose.
 
-    HKDF with the purpose as its `info` gives independent keys from one setting, so no
-    further secret is needed to start, and a value encrypted for one purpose cannot be
-    decrypted as another. Changing SECRET_KEY makes what was encrypted unreadable.
-    """
-    secret = str(current_app.config["SECRET_KEY"]).encode()
-    derived = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=f"accounts-service/{purpose}".encode(),
-    ).derive(secret)
-    return Fernet(base64.urlsafe_b64encode(derived))
+def derive_key(purpose: str, secret_key: str | None = None) -> bytes:
+    """32 bytes for `purpose` (e.g. "email-outbox"), from SECRET_KEY unless one is given."""
+    secret = secret_key if secret_key is not None else current_app.config["SECRET_KEY"]
+    return HKDF(
+        algorithm=SHA256(), length=32, salt=None, info=INFO_PREFIX + purpose.encode()
+    ).derive(secret.encode())
+
+
+def fernet_for(purpose: str, secret_key: str | None = None) -> Fernet:
+    """Authenticated encryption (AES-128-CBC + HMAC-SHA256) with the key of `purpose`."""
+    return Fernet(base64.urlsafe_b64encode(derive_key(purpose, secret_key)))

@@ -33,15 +33,15 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from app.db import db
 from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.emails import send_email
-from app.jobs.queue import (
-    QUEUE_NAME,
-    RETRY_INTERVALS,
-    enqueue_after_commit,
-    get_queue,
-    redis_connection,
+from app.jobs.outbox import queue_email, send_outbox_email
+from app.jobs.queue import QUEUE_NAME, RETRY_INTERVALS, get_queue, redis_connection
+from app.jobs.schedule import (
+    CLEANUP_JOB_ID,
+    SWEEP_INTERVAL,
+    SWEEP_JOB_ID,
+    Periodic,
+    make_scheduler,
 )
-from app.jobs.schedule import CLEANUP_JOB_ID, make_scheduler, register_cleanup
 from app.models import (
     ActivationToken,
     GroupName,
@@ -63,7 +63,7 @@ def enqueue_email(app: Flask, to: str) -> str:
     queue = get_queue(app)
     before = set(queue.job_ids)
     with app.app_context():
-        enqueue_after_commit(send_email, to, "Hello", "plain body", "<p>html body</p>")
+        queue_email(to, "Hello", "plain body", "<p>html body</p>")
         db.session.commit()
     (job_id,) = set(queue.job_ids) - before
     return job_id
@@ -313,14 +313,18 @@ def test_a_retry_after_delivery_does_not_send_the_email_twice(
 
 def test_two_schedulers_register_the_cleanup_once(redis_app: Flask) -> None:
     first, second = make_scheduler(redis_app), make_scheduler(redis_app)
-    assert register_cleanup(first, 3600) is True
-    assert register_cleanup(second, 3600) is False
+
+    def cleanup(every: int) -> Periodic:
+        return Periodic(CLEANUP_JOB_ID, delete_expired_tokens, every, "token cleanup")
+
+    assert first.register(cleanup(3600)) is True
+    assert second.register(cleanup(3600)) is False
     (job,) = list(first.get_jobs())
     assert job.id == CLEANUP_JOB_ID
     assert job.meta["interval"] == 3600
 
     # A new interval replaces the entry; still one.
-    assert register_cleanup(second, 600) is True
+    assert second.register(cleanup(600)) is True
     (job,) = list(first.get_jobs())
     assert (job.id, job.meta["interval"]) == (CLEANUP_JOB_ID, 600)
 
@@ -338,15 +342,18 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
     first = flask_command("rq", "scheduler", "--burst", **services)  # type: ignore[arg-type]
     second = flask_command("rq", "scheduler", "--burst", **services)  # type: ignore[arg-type]
     assert "token cleanup scheduled every 3600 s" in first.stdout
-    assert "token cleanup already scheduled" in second.stdout
+    assert "token cleanup already scheduled every 3600 s" in second.stdout
+    assert f"email outbox sweep scheduled every {SWEEP_INTERVAL} s" in first.stdout
 
     scheduler = make_scheduler(redis_app)
-    ((job, next_run),) = list(scheduler.get_jobs(with_times=True))
-    assert job.id == CLEANUP_JOB_ID
-    # The first start ran it at once and scheduled the next run one interval later; the
+    next_runs = {job.id: at for job, at in scheduler.get_jobs(with_times=True)}
+    assert set(next_runs) == {CLEANUP_JOB_ID, SWEEP_JOB_ID}
+    # The first start ran each at once and scheduled the next run one interval later; the
     # second start moved neither.
-    assert abs((next_run - datetime.now(UTC).replace(tzinfo=None)).total_seconds() - 3600) < 60
-    assert get_queue(redis_app).job_ids == [CLEANUP_JOB_ID]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    assert abs((next_runs[CLEANUP_JOB_ID] - now).total_seconds() - 3600) < 60
+    assert abs((next_runs[SWEEP_JOB_ID] - now).total_seconds() - SWEEP_INTERVAL) < 30
+    assert sorted(get_queue(redis_app).job_ids) == sorted([CLEANUP_JOB_ID, SWEEP_JOB_ID])
 
     run_worker(redis_app)
     job = fetch(redis_app, CLEANUP_JOB_ID)
@@ -428,7 +435,7 @@ def get_page(url: str, *, until: float) -> str:
 
 def test_make_dashboard_serves_the_rq_dashboard_on_localhost(redis_url: str) -> None:
     queue = Queue(QUEUE_NAME, connection=Redis.from_url(redis_url))
-    queue.enqueue(send_email, "watched@example.com", "Hello", "plain", "<p>html</p>")
+    queue.enqueue(send_outbox_email, 1)
     port = free_port()
     process = subprocess.Popen(
         ["make", "--no-print-directory", "dashboard", f"DASHBOARD_PORT={port}"],

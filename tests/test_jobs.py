@@ -8,15 +8,14 @@ import pytest
 from flask import Flask
 
 from app.db import db
-from app.jobs.emails import send_email
-from app.jobs.queue import enqueue_after_commit
+from app.jobs.outbox import queue_email
 from tests.helpers import Mailbox, run_worker
 
 
 class TestJobsRunAfterCommit:
     def _queue_and(self, app: Flask, finish: str) -> None:
         with app.app_context():
-            enqueue_after_commit(send_email, "someone@example.com", "Hello", "text", "<p>html</p>")
+            queue_email("someone@example.com", "Hello", "text", "<p>html</p>")
             getattr(db.session, finish)()
 
     def test_committed_job_is_sent_in_process(self, app: Flask, mailbox: Mailbox) -> None:

@@ -1,7 +1,7 @@
 """The use cases of the sign-up and sign-in journey.
 
 Each function checks, writes, and commits once; it raises a domain error instead of
-building a response. Emails are queued to go out after the commit.
+building a response. Emails are recorded in the outbox, in the same transaction.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from app.errors import (
     PermissionDenied,
     WrongPassword,
 )
-from app.jobs.emails import send_email
-from app.jobs.queue import enqueue_after_commit
+from app.jobs.outbox import queue_email
 from app.log import audit
 from app.models import (
     ActivationToken,
@@ -46,7 +45,7 @@ def _queue_email(to: str, template: str, subject: str, **context: Any) -> None:
     context.setdefault("base_url", current_app.config["PUBLIC_BASE_URL"])
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
-    enqueue_after_commit(send_email, to, subject, text, html)
+    queue_email(to, subject, text, html)
 
 
 def _hours(seconds: int) -> str:

@@ -3,17 +3,25 @@
 Use cases call `enqueue_after_commit(func, *args)` before they commit. When the session
 commits, the pending jobs are handed to RQ (with `REDIS_URL`) or run in-process (without);
 when it rolls back, they are dropped, so no email goes out for work that did not happen.
+Emails go through the outbox (`outbox.py`), whose sweep hands a job to RQ again when this
+hand-over was lost.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, Retry
+from rq.job import Job as RQJob
+from rq.job import JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
@@ -25,15 +33,18 @@ QUEUE_NAME = "accounts"
 PENDING_KEY = "pending_jobs"
 # Email jobs: five retries spread over about a quarter of an hour, then RQ's failed-job registry.
 RETRY_INTERVALS = [30, 60, 120, 240, 450]
+# RQ kills a job's work horse after this long; an SMTP conversation is bounded well within it.
+JOB_TIMEOUT = 60
 
 Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
-def enqueue_after_commit(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+def enqueue_after_commit(func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None:
+    """`job_id` names the RQ job, so whoever looks for it later (the outbox sweep) finds it."""
     session = db.session()
     if not session.in_transaction():
         session.begin()  # a commit with no transaction fires no hook, and would lose the job
-    session.info.setdefault(PENDING_KEY, []).append((func, args, kwargs))
+    session.info.setdefault(PENDING_KEY, []).append((func, args, {"job_id": job_id}))
 
 
 def redis_connection(app: Flask | None = None) -> Redis:
@@ -50,28 +61,60 @@ def get_queue(app: Flask | None = None) -> Queue:
     return Queue(QUEUE_NAME, connection=redis_connection(app))
 
 
-def dispatch(func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+def dispatch(func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None:
     """Run or enqueue one job now. An unreachable queue is logged, not raised: the
-    request's work is already committed, and every email can be asked for again."""
+    request's work is already committed, and the outbox sweep dispatches the email again."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config["REDIS_URL"]:
         try:
             get_queue(app).enqueue(
                 func,
-                *args,
-                **kwargs,
+                args=args,
+                job_id=job_id,
+                job_timeout=JOB_TIMEOUT,
                 retry=Retry(max=len(RETRY_INTERVALS), interval=RETRY_INTERVALS),
-                # RQ's default description quotes the arguments, and the worker logs it:
-                # an email body holds a link secret, so name the job without them.
                 description=f"{func.__module__}.{func.__qualname__}",
             )
-        except Exception:
-            log.exception("job_enqueue_failed", extra={"job": func.__name__})
+        except RedisError as exc:
+            log.warning(
+                "job_enqueue_failed",
+                extra={"job": func.__name__, "job_id": job_id, "error": str(exc)},
+            )
         return
     try:
-        func(*args, **kwargs)
+        # A fresh app context is a fresh session, as in the worker: the session that just
+        # committed can emit no more SQL from inside its after-commit hook.
+        with app.app_context():
+            func(*args)
     except Exception:
-        log.exception("job_failed", extra={"job": func.__name__})
+        log.exception("job_failed", extra={"job": func.__name__, "job_id": job_id})
+
+
+def is_running(job: RQJob, now: datetime) -> bool:
+    """Started and still inside its timeout. A started job older than that lost its worker
+    (killed hard: nothing marked it failed), since RQ kills a horse at the timeout."""
+    if job.get_status(refresh=False) != JobStatus.STARTED or job.started_at is None:
+        return False
+    timeout = job.timeout if job.timeout and job.timeout > 0 else Queue.DEFAULT_TIMEOUT
+    return job.started_at + timedelta(seconds=timeout + 30) > now
+
+
+class Backoff:
+    """Waits that double from `first` to `most` seconds between attempts to reach Redis."""
+
+    def __init__(self, first: float = 1.0, most: float = 30.0) -> None:
+        self.first, self.most, self.delay = first, most, first
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+    def wait(self) -> None:
+        # A stop signal while waiting ends the process at once: the handlers RQ installed
+        # would ask Redis, which is the thing that is away.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, self.most)
 
 
 def _after_commit(session: Session) -> None:

@@ -3,22 +3,35 @@
 A fresh context per job, rather than the one the `flask` command pushed, means Flask's
 teardown removes the SQLAlchemy session after each job: one job's identity map or
 unfinished transaction never leaks into the next.
+
+RQ's worker quits on some Redis errors (a timeout, a refused connection outside its dequeue
+loop); `run_worker` starts a new one after a back-off, so no supervisor is needed.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from flask import Flask
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
 from app.db import db
-from app.jobs.queue import get_queue, redis_connection
+from app.jobs.queue import Backoff, get_queue, redis_connection
+
+log = logging.getLogger(__name__)
 
 
 class _AppContextWorker:
     app: Flask
+    stop_requested = False
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.stop_requested = True  # a stop signal, as opposed to a quit on an error
+        super().handle_warm_shutdown_request()  # type: ignore[misc]
 
     def perform_job(self, job: Job, queue: Queue) -> bool:
         with self.app.app_context():
@@ -49,13 +62,32 @@ class AppSimpleWorker(_AppContextWorker, SimpleWorker):
         self.app = app
 
 
-def make_worker(app: Flask, *, fork: bool = True) -> Worker | SimpleWorker:
+def make_worker(app: Flask, *, fork: bool = True) -> AppWorker | AppSimpleWorker:
     worker_class = AppWorker if fork else AppSimpleWorker
     return worker_class([get_queue(app)], connection=redis_connection(app), app=app)
 
 
 def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:
-    """Work the service's queue. with_scheduler=True matters: RQ schedules a retry with an
-    interval in its ScheduledJobRegistry, and only a worker running its scheduler moves it
-    back to the queue when it is due (in burst mode: once, at start)."""
-    return make_worker(app, fork=fork).work(burst=burst, with_scheduler=True)
+    """Work the service's queue until a stop signal (or, in burst mode, an empty queue).
+
+    with_scheduler=True matters: RQ schedules a retry with an interval in its
+    ScheduledJobRegistry, and only a worker running its scheduler moves it back to the
+    queue when it is due (in burst mode: once, at start)."""
+    backoff = Backoff()
+    while True:
+        started = time.monotonic()
+        try:
+            worker = make_worker(app, fork=fork)  # names itself to Redis already
+            worked = worker.work(burst=burst, with_scheduler=True)
+            if burst or worker.stop_requested:
+                return worked
+            log.warning("worker_quit_restarting", extra={"retry_in": backoff.delay})
+        except RedisError as exc:  # at its birth or death, with Redis away
+            if burst:
+                raise
+            log.warning(
+                "worker_redis_unavailable", extra={"error": str(exc), "retry_in": backoff.delay}
+            )
+        if time.monotonic() - started > backoff.most:
+            backoff.reset()  # it ran a good while: this is a new outage, not the same one
+        backoff.wait()

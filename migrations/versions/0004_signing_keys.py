@@ -6,7 +6,7 @@ of the opaque token. The rows of the old JWT refresh tokens can never be present
 (no HS256 token is accepted any more), so they are deleted: everyone logs in once more.
 
 Revision ID: 0004_signing_keys
-Revises: 0002
+Revises: 0003_email_outbox
 Create Date: 2026-11-27 07:30:00.000000
 
 """
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004_signing_keys'
-down_revision = '0002'
+down_revision = '0003_email_outbox'
 branch_labels = None
 depends_on = None
 

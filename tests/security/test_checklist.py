@@ -303,5 +303,5 @@ def test_item_19_the_worker_logs_no_link_token(
         run_worker(redis_app)
     token = mailbox.last_token("queued@example.com")
     ours = "\n".join(r.getMessage() for r in service_log_records(caplog.records))
-    assert "send_email" in ours  # the worker did log the job it ran…
+    assert "send_outbox_email" in ours  # the worker did log the job it ran…
     assert token not in ours  # …but not the link it carried

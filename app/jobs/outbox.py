@@ -1,0 +1,157 @@
+"""The email outbox: an email is recorded in the transaction of the change that causes it.
+
+`queue_email` writes an `email_outbox` row (the message encrypted) before the use case
+commits, and after the commit hands the row's id to RQ (`send_outbox_email`), or sends it
+in-process without REDIS_URL. RQ jobs carry only that id, so no link secret sits in Redis
+or in the dashboard. The job sends the message with the row's Message-ID, marks the row
+sent and drops the payload.
+
+If the hand-over is lost (Redis down or restarted empty at commit, a worker killed in the
+middle of a send), `sweep_outbox` - run every minute by the scheduler - dispatches again
+every row not sent within SWEEP_AFTER seconds whose job is no longer alive. Delivery is
+therefore at least once: a send cut off after the server took the message goes again, as
+the same message (same Message-ID), which mail clients show once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+from email.utils import make_msgid, parseaddr
+
+import sqlalchemy as sa
+from cryptography.fernet import Fernet
+from flask import current_app
+from flask_mail import Message
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+from app.crypto import fernet_for
+from app.db import db
+from app.jobs.emails import deliver
+from app.jobs.queue import enqueue_after_commit, is_running, redis_connection
+from app.models import EmailOutbox, utcnow
+
+log = logging.getLogger(__name__)
+
+ENCRYPTION_PURPOSE = "email-outbox"
+# A dispatched email not sent this long after its dispatch is dispatched again (if its job
+# is no longer queued, waiting for a retry or running); later sweeps wait twice as long
+# each time, up to SWEEP_AFTER_MAX, so an SMTP server down for hours is not hammered.
+SWEEP_AFTER = 120
+SWEEP_AFTER_MAX = 3600
+SWEEP_BATCH = 500
+# Links expire after a day by default: an email still not sent by then is given up (its
+# payload dropped and the fact logged), and outbox rows are deleted a week after they end.
+GIVE_UP_AFTER = timedelta(days=1)
+KEEP_FINISHED = timedelta(days=7)
+# Jobs waiting in Redis for their turn: the sweep leaves them alone.
+WAITING = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+
+
+def _fernet() -> Fernet:
+    return fernet_for(ENCRYPTION_PURPOSE)
+
+
+def job_id(outbox_id: int) -> str:
+    return f"email-outbox-{outbox_id}"
+
+
+def queue_email(to: str, subject: str, text_body: str, html_body: str) -> None:
+    """Record the email in the current transaction; it is dispatched once that commits."""
+    sender_domain = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1].rpartition("@")[2]
+    payload = json.dumps({"to": to, "subject": subject, "text": text_body, "html": html_body})
+    row = EmailOutbox(
+        message_id=make_msgid(domain=sender_domain or None),
+        payload=_fernet().encrypt(payload.encode()).decode(),
+        next_attempt_at=utcnow() + timedelta(seconds=SWEEP_AFTER),
+    )
+    db.session.add(row)
+    db.session.flush()  # the id the job will carry
+    enqueue_after_commit(send_outbox_email, row.id, job_id=job_id(row.id))
+
+
+def send_outbox_email(outbox_id: int) -> None:
+    """The job: send the recorded email unless it was sent already (a second dispatch)."""
+    row = db.session.get(EmailOutbox, outbox_id)
+    if row is None or row.sent_at is not None or row.payload is None:
+        log.info("email_already_sent", extra={"outbox_id": outbox_id})
+        return
+    fields = json.loads(_fernet().decrypt(row.payload.encode()))
+    message = Message(
+        subject=fields["subject"],
+        recipients=[fields["to"]],
+        body=fields["text"],
+        html=fields["html"],
+    )
+    message.msgId = row.message_id
+
+    def mark_sent() -> None:
+        row.sent_at = utcnow()
+        row.payload = None
+        db.session.commit()
+
+    deliver(message, on_accepted=mark_sent)
+
+
+def _job_alive(outbox_id: int, now: datetime) -> bool:
+    """Whether RQ still holds a job for the row that will run or is running. A dead one
+    (failed, or started by a worker that was killed) is deleted, so the id can be reused."""
+    if not current_app.config["REDIS_URL"]:
+        return False
+    try:
+        job = Job.fetch(job_id(outbox_id), connection=redis_connection())
+    except NoSuchJobError:
+        return False  # never reached Redis, or Redis restarted empty
+    if job.get_status(refresh=False) in WAITING or is_running(job, now):
+        return True
+    job.delete()
+    return False
+
+
+def sweep_outbox() -> int:
+    """Dispatch again every email not sent in time whose job is gone; return how many.
+
+    Rows are taken with SKIP LOCKED (on PostgreSQL), so two sweeps at once share the work.
+    With Redis unreachable nothing can be dispatched: the rows stay due for the next sweep.
+    """
+    now = utcnow()
+    due = db.session.scalars(
+        sa.select(EmailOutbox)
+        .where(
+            EmailOutbox.sent_at.is_(None),
+            EmailOutbox.payload.is_not(None),
+            EmailOutbox.next_attempt_at <= now,
+        )
+        .order_by(EmailOutbox.id)
+        .limit(SWEEP_BATCH)
+        .with_for_update(skip_locked=True)
+    ).all()
+    dispatched = 0
+    try:
+        for row in due:
+            if row.created_at < now - GIVE_UP_AFTER:
+                row.payload = None
+                log.warning("email_given_up", extra={"outbox_id": row.id})
+                continue
+            if not _job_alive(row.id, now):
+                row.attempts += 1
+                enqueue_after_commit(send_outbox_email, row.id, job_id=job_id(row.id))
+                dispatched += 1
+            wait = min(SWEEP_AFTER * 2**row.attempts, SWEEP_AFTER_MAX)
+            row.next_attempt_at = now + timedelta(seconds=wait)
+    except RedisError:
+        db.session.rollback()
+        log.warning("outbox_sweep_redis_unavailable")
+        return 0
+    db.session.execute(
+        sa.delete(EmailOutbox).where(
+            EmailOutbox.payload.is_(None), EmailOutbox.created_at < now - KEEP_FINISHED
+        )
+    )
+    db.session.commit()
+    if dispatched:
+        log.info("outbox_swept", extra={"dispatched": dispatched})
+    return dispatched
