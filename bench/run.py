@@ -915,7 +915,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.update({k: env[k] for k in ("APP_ENV", "DATABASE_URL", "REDIS_URL")})
         from app import create_app
 
-        app = create_app()
+        # Seeding inserts up to a million rows in one statement: no 5 s statement limit.
+        app = create_app({"DATABASE_STATEMENT_TIMEOUT": 0})
         refresh_pool = max(2000, int(args.duration * 1500))
         seeded = seed(app, args.users, refresh_pool, log_dir, args.rounds)
         log(f"seeded {args.users} users, {refresh_pool} refresh tokens in {seeded.seconds:.1f} s")
