@@ -17,7 +17,7 @@ from psycopg2.extensions import (
     STATUS_READY,
 )
 from sqlalchemy import CursorResult, Executable, MetaData, event
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -98,6 +98,13 @@ def _wait_with_deadline(connection: Any) -> None:
             connection.fileno(), select.POLLIN if state == POLL_READ else select.POLLOUT
         )
         poller.poll(None if left is None else left * 1000)
+
+
+def lost_connection(error: DBAPIError) -> bool:
+    """The connection died under a statement (a restart, a link a load balancer dropped), so
+    the statement can run again on a fresh one; a server that did not answer is not retried,
+    as that would only double the wait."""
+    return error.connection_invalidated and not isinstance(error.orig, DatabaseNotAnswering)
 
 
 def _drop_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:

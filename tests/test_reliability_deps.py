@@ -388,19 +388,30 @@ def test_a_hung_database_answers_503_and_health_keeps_answering(
     assert server.call("GET", "/auth/me", headers=bearer(token)).status == 200
 
 
-def test_a_request_in_flight_when_the_database_restarts_gets_503(
-    server: Server, pg_proxy: PostgresProxy
-) -> None:
-    token = login(server)
-    pg_proxy.stall()
+def during_a_restart(proxy: PostgresProxy, request: Callable[[], Reply]) -> Reply:
+    """The reply to `request` when the database restarts while the request waits on it."""
+    proxy.stall()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:
-            waiting = pool.submit(server.call, "GET", "/auth/me", None, bearer(token))
-            assert pg_proxy.held.wait(DATABASE_BOUND), "the request never reached the database"
-            pg_proxy.restart()
-            assert_database_unavailable(waiting.result(timeout=DATABASE_BOUND))
+            waiting = pool.submit(request)
+            assert proxy.held.wait(DATABASE_BOUND), "the request never reached the database"
+            proxy.restart()
+            return waiting.result(timeout=DATABASE_BOUND)
     finally:
-        pg_proxy.resume()
+        proxy.resume()
+
+
+def test_a_restart_fails_only_the_writes_in_flight(server: Server, pg_proxy: PostgresProxy) -> None:
+    token = login(server)
+    # A read runs again on a new connection; a write is not run twice.
+    read = during_a_restart(pg_proxy, lambda: server.call("GET", "/auth/me", headers=bearer(token)))
+    assert read.status == 200, read.body
+    assert_database_unavailable(
+        during_a_restart(
+            pg_proxy,
+            lambda: server.call("POST", "/auth/login", {"email": EMAIL, "password": PASSWORD}),
+        )
+    )
 
 
 def test_a_database_restart_costs_no_request_that_came_after_it(
