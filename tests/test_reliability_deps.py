@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 from flask_migrate import upgrade
 from redis import Redis
 
@@ -48,6 +49,7 @@ from tests.conftest import (
     free_port,
     unavailable,
 )
+from tests.test_foundation import assert_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -433,6 +435,34 @@ def test_a_database_restart_costs_no_request_that_came_after_it(
         for _ in range(4)
     ]
     assert statuses == [200] * 10, server.log()
+
+
+def test_a_statement_past_the_limit_is_cancelled_by_the_server_and_answers_503(
+    app_factory: Callable[..., Flask], database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("statement_timeout is PostgreSQL's")
+    client = app_factory(DATABASE_STATEMENT_TIMEOUT=1).test_client()
+    blocker = sa.create_engine(database_url)
+    with blocker.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:
+        # Another transaction holds the table: the login's read waits until the server
+        # cancels it.
+        conn.execute(sa.text("LOCK TABLE users IN ACCESS EXCLUSIVE MODE"))
+        waiting = pool.submit(
+            client.post, "/auth/login", json={"email": EMAIL, "password": PASSWORD}
+        )
+        try:
+            response = waiting.result(timeout=DATABASE_BOUND)
+        finally:
+            conn.rollback()  # frees a login still waiting, so that a failure ends
+    blocker.dispose()
+    body = assert_problem(response, 503)
+    assert body["title"] == "Service Unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+    # The server cancelled it (and so gave up its place in the lock queue), before the
+    # app's own deadline would have closed the connection.
+    (logged,) = [r for r in caplog.records if r.getMessage() == "database_unavailable"]
+    assert "statement timeout" in logged.reason
 
 
 # --- gunicorn -------------------------------------------------------------------------------
