@@ -122,7 +122,7 @@ def engine_options(config: dict[str, Any]) -> dict[str, Any]:
             # that no answer comes back for (a hung server cancels nothing).
             "options": f"-c statement_timeout={statement_ms}",
             # A peer that vanished without closing (a host or network gone) is noticed on
-            # an idle pooled connection within a minute instead of TCP's hours.
+            # an idle pooled connection within a minute instead of the system's two hours.
             "keepalives": 1,
             "keepalives_idle": 30,
             "keepalives_interval": 10,

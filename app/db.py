@@ -71,7 +71,7 @@ def _deadline_seconds(connection: Any) -> float | None:
     if not has_app_context():
         return None
     config = current_app.config
-    if connection.status not in _CONNECTED:
+    if connection.status not in _CONNECTED:  # still connecting
         return float(config["DATABASE_CONNECT_TIMEOUT"]) or None
     statement_timeout = float(config["DATABASE_STATEMENT_TIMEOUT"])
     return statement_timeout + ANSWER_GRACE if statement_timeout else None

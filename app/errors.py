@@ -154,10 +154,11 @@ def handle_domain_error(exc: DomainError) -> Response:
 def handle_database_unavailable(exc: Exception) -> Response:
     # The driver's message names the failure (refused, closed, timed out) and, with
     # hide_parameters, carries no bound value; the first line is enough for an operator.
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    cause = getattr(exc, "orig", None) or exc
+    reason = str(cause).strip().splitlines()
     log.warning(
         "database_unavailable",
-        extra={"error": type(exc).__name__, "reason": reason[0] if reason else ""},
+        extra={"error": type(cause).__name__, "reason": reason[0] if reason else ""},
     )
     return problem(
         503,
