@@ -43,6 +43,12 @@ accesslog = "-"
 access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(D)sus'
 errorlog = "-"
 
+# Gunicorn 25.1+ opens a control socket for `gunicornc`, by default ~/.gunicorn/gunicorn.ctl:
+# one path for every gunicorn the user runs, so a second server (another checkout, a test's)
+# takes it over from the first. Off unless GUNICORN_CONTROL_SOCKET names a path of its own.
+control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "")
+control_socket_disable = not control_socket
+
 # X-Forwarded-Proto and friends set the scheme only when they come from these addresses (the
 # reverse proxy). The client address behind a proxy is the app's TRUSTED_PROXIES setting.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")

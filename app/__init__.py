@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy.exc import DBAPIError
 
 from app import health, media
 from app.admin import routes as admin_routes
@@ -13,7 +16,7 @@ from app.auth import routes as auth_routes
 from app.auth.guards import register_jwt_callbacks
 from app.cli import register_cli
 from app.config import finalize_config, load_config
-from app.db import db, init_db
+from app.db import db, init_db, lost_connection
 from app.docs import init_docs
 from app.errors import register_error_handlers
 from app.extensions import api, jwt, limiter, mail
@@ -26,11 +29,31 @@ from app.migrate import init_migrations
 from app.profile import routes as profile_routes
 from app.storage import init_storage
 
+log = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 
 
+class App(Flask):
+    def dispatch_request(self) -> ResponseReturnValue:
+        """A GET or HEAD whose database connection was lost runs once more, on a fresh one.
+
+        Reads change nothing, so running one again is safe whatever it had done; a write is
+        not run twice, and answers 503. The pool has already dropped the connections opened
+        before the loss, and `db.py` drops at checkout those a restart closed since.
+        """
+        try:
+            return super().dispatch_request()
+        except DBAPIError as error:
+            if request.method not in ("GET", "HEAD") or not lost_connection(error):
+                raise
+            log.info("read_retried_on_a_new_connection", extra={"endpoint": request.endpoint})
+            db.session.rollback()
+            return super().dispatch_request()
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    app = App(__name__, instance_relative_config=True)
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
     finalize_config(app.config)

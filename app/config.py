@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.retry import Retry
 
 DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
 DEV_JWT_SECRET_KEY = "dev-jwt-secret-key-not-for-production"  # noqa: S105 - refused in production
+# Seconds a request waits for Redis to connect, and then for each answer.
+REDIS_TIMEOUT = 1.0
 
 
 class ConfigError(RuntimeError):
@@ -100,6 +105,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # longest a process goes on signing with a key after `flask keys rotate`.
         "SIGNING_KEY_CACHE_SECONDS": _int(env, "SIGNING_KEY_CACHE_SECONDS", 30),
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+        # A hung PostgreSQL costs a request a few seconds, then a 503; 0 = wait for ever.
+        "DATABASE_CONNECT_TIMEOUT": _int(env, "DATABASE_CONNECT_TIMEOUT", 3),
+        "DATABASE_STATEMENT_TIMEOUT": _int(env, "DATABASE_STATEMENT_TIMEOUT", 5),
         # How many reverse proxies stand in front of gunicorn: X-Forwarded-For is believed for
         # that many hops, so rate limits key on the client, not on the proxy. 0 = none.
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
@@ -112,12 +120,54 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     }
 
 
+def redis_client_options() -> dict[str, Any]:
+    """How every Redis client of a request talks to Redis: a hung Redis costs it about
+    REDIS_TIMEOUT seconds per client, not redis-py's 5 s per try with ten retries."""
+    return {
+        "socket_connect_timeout": REDIS_TIMEOUT,
+        "socket_timeout": REDIS_TIMEOUT,
+        # One immediate retry on a refused or reset connection (a pooled socket that a Redis
+        # restart closed), none on a timeout: a Redis that does not answer will not answer
+        # the second time either.
+        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+    }
+
+
+def engine_options(config: dict[str, Any]) -> dict[str, Any]:
+    # hide_parameters: bound values (password hashes, token hashes, emails) stay out of SQL
+    # logging and out of the text of database errors, which `errors.py` logs.
+    options: dict[str, Any] = {"hide_parameters": True}
+    if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
+        return options
+    statement_ms = config["DATABASE_STATEMENT_TIMEOUT"] * 1000
+    options.update(
+        # No pre-ping round trip per checkout: `db.py` drops a pooled connection the server
+        # has closed (a restart) by looking at its socket. Connections are renewed hourly.
+        pool_recycle=3600,
+        connect_args={
+            "connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
+            # The server cancels a statement running longer; `db.py` stops waiting for one
+            # that no answer comes back for (a hung server cancels nothing).
+            "options": f"-c statement_timeout={statement_ms}",
+            # A peer that vanished without closing (a host or network gone) is noticed on
+            # an idle pooled connection within a minute instead of the system's two hours.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        },
+    )
+    return options
+
+
 def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     """Derive the settings of the extensions from ours, then refuse unsafe production setups."""
     config["SQLALCHEMY_DATABASE_URI"] = with_psycopg2(str(config["SQLALCHEMY_DATABASE_URI"]))
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
+    config.setdefault("REDIS_CLIENT_OPTIONS", redis_client_options())
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", config["REDIS_CLIENT_OPTIONS"])
     # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
     # process counts in memory until Redis answers again.
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
@@ -135,9 +185,7 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     # would keep that, so an unset or None limit is replaced here.
     if config.get("MAX_CONTENT_LENGTH") is None:
         config["MAX_CONTENT_LENGTH"] = 6 * 1024 * 1024
-    # hide_parameters: bound values (password hashes, token hashes, emails) stay out of SQL
-    # logging and out of the text of database errors, which `errors.py` logs.
-    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "hide_parameters": True})
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", engine_options(config))
     config.setdefault("API_TITLE", "Cinema accounts API")
     config.setdefault("API_VERSION", "1.0.0")
     config.setdefault("OPENAPI_VERSION", "3.0.3")

@@ -7,11 +7,23 @@ from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+# The database could not be reached or did not answer: stopped, restarting, hung, or the
+# pool's connections all taken.
+DATABASE_UNAVAILABLE = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.DisconnectionError,
+    sa_exc.TimeoutError,
+)
+# A restart takes a few seconds; so does the wait for a hung server to be noticed.
+DATABASE_RETRY_AFTER = 5
 
 
 class DomainError(Exception):
@@ -139,6 +151,23 @@ def handle_domain_error(exc: DomainError) -> Response:
     return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
 
 
+def handle_database_unavailable(exc: Exception) -> Response:
+    # The driver's message names the failure (refused, closed, timed out) and, with
+    # hide_parameters, carries no bound value; the first line is enough for an operator.
+    cause = getattr(exc, "orig", None) or exc
+    reason = str(cause).strip().splitlines()
+    log.warning(
+        "database_unavailable",
+        extra={"error": type(cause).__name__, "reason": reason[0] if reason else ""},
+    )
+    return problem(
+        503,
+        "Service Unavailable",
+        "The database is not answering; retry after the time given in Retry-After.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 def handle_unexpected(exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "Internal Server Error", InternalServerError.description)
@@ -147,4 +176,6 @@ def handle_unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
+    for error in DATABASE_UNAVAILABLE:
+        app.register_error_handler(error, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)

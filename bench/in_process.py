@@ -29,12 +29,13 @@ USER_EMAIL = "bench-{}@example.com"
 
 
 def make_app(env: dict[str, str]) -> Flask:
-    """The app on the benchmark's database, Redis and JWT key, for seeding only.
+    """The app on the benchmark's database, Redis and signing key, for seeding only.
 
     Configured through the same environment variables as gunicorn, so this process signs
-    tokens exactly as the service will verify them."""
+    tokens exactly as the service will verify them. Seeding inserts up to a million rows in
+    one statement, so the API's statement limit is off here."""
     os.environ.update(env)
-    return create_app()
+    return create_app({"DATABASE_STATEMENT_TIMEOUT": 0})
 
 
 def dispose(app: Flask) -> None:

@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from flask import Flask, current_app
 from redis import Redis
@@ -47,12 +47,26 @@ def enqueue_after_commit(func: Callable[..., Any], *args: Any, job_id: str | Non
     session.info.setdefault(PENDING_KEY, []).append((func, args, {"job_id": job_id}))
 
 
-def redis_connection(app: Flask | None = None) -> Redis:
+def redis_connection(
+    app: Flask | None = None, purpose: Literal["client", "worker"] = "client"
+) -> Redis:
+    """The app's Redis client for `purpose`, made once.
+
+    "client" (requests, the scheduler, enqueueing) gives up after about a second
+    (`REDIS_CLIENT_OPTIONS`). "worker" is the RQ worker's own: it waits for jobs with a
+    blocking BLPOP of several minutes, which a one-second socket timeout would cut, so it
+    leaves the socket timeout for RQ to set above that wait; a separate client, because RQ
+    sets it on the connection pool it is given.
+    """
     app = app or current_app
-    conn = app.extensions.get("accounts_redis")
+    key = f"accounts_redis_{purpose}"
+    conn = app.extensions.get(key)
     if conn is None:
-        conn = Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=2)
-        app.extensions["accounts_redis"] = conn
+        options = dict(app.config["REDIS_CLIENT_OPTIONS"])
+        if purpose == "worker":
+            options["socket_timeout"] = None
+        conn = Redis.from_url(app.config["REDIS_URL"], **options)
+        app.extensions[key] = conn
     return conn
 
 

@@ -64,7 +64,7 @@ class AppSimpleWorker(_AppContextWorker, SimpleWorker):
 
 def make_worker(app: Flask, *, fork: bool = True) -> AppWorker | AppSimpleWorker:
     worker_class = AppWorker if fork else AppSimpleWorker
-    return worker_class([get_queue(app)], connection=redis_connection(app), app=app)
+    return worker_class([get_queue(app)], connection=redis_connection(app, "worker"), app=app)
 
 
 def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:
