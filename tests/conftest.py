@@ -12,13 +12,11 @@ TEST_POSTGRES_DB and TEST_REDIS_URL still point the run at given services instea
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import subprocess
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,15 @@ from app.auth import passwords
 from app.db import db
 from app.keys.service import ensure_key
 from app.users import seed_groups
-from tests.helpers import Accounts, Mailbox, SMTPServer, free_port, make_app, unavailable
+from tests.helpers import (
+    Accounts,
+    Mailbox,
+    PostgresDatabases,
+    SMTPServer,
+    free_port,
+    make_app,
+    unavailable,
+)
 
 # The avatar-storage fixtures keep a module of their own; loading it here offers them to every
 # test module, which then never imports a fixture module.
@@ -43,9 +49,7 @@ pytest_plugins = ["tests.fixtures_storage"]
 
 # Flask's switch, honoured by app.config.read_dotenv: a developer's .env never reaches a test.
 os.environ["FLASK_SKIP_DOTENV"] = "1"
-PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 # A fixed name was dropped and truncated by whichever run came second on a shared server.
-PG_DATABASE = os.environ.get("TEST_POSTGRES_DB") or f"accounts_test_{secrets.token_hex(4)}"
 # Unset: the run starts a private redis-server (see `redis_server_url`).
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 # Only when no redis-server binary is installed: shared with any other run, and flushed.
@@ -85,50 +89,6 @@ def cheap_password_hasher(
 
 
 # --- database -----------------------------------------------------------------------------
-
-
-def _postgres_server() -> sa.Engine:
-    return sa.create_engine(
-        f"{PG_SERVER_URL}/postgres",
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": 3},
-    )
-
-
-@dataclass
-class PostgresDatabases:
-    """The databases this run creates, all named after PG_DATABASE, so they are its own."""
-
-    created: list[str] = field(default_factory=list)
-
-    def create(self, suffix: str = "") -> str:
-        """Drop and create an empty database; return its URL. Dropped again by `drop_all`."""
-        name = f"{PG_DATABASE}_{suffix}" if suffix else PG_DATABASE
-        server = _postgres_server()
-        try:
-            with server.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        except sa.exc.OperationalError as exc:
-            unavailable("PostgreSQL", exc)
-        finally:
-            server.dispose()
-        self.created.append(name)
-        return f"{PG_SERVER_URL}/{name}"
-
-    def drop_all(self) -> None:
-        if not self.created:
-            return
-        server = _postgres_server()
-        try:
-            with server.connect() as conn:
-                # FORCE: a worker subprocess or a pool a failed test left open must not keep
-                # the database alive.
-                for name in self.created:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        finally:
-            server.dispose()
-        self.created.clear()
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,10 @@ import io
 import logging
 import os
 import re
+import secrets
 import socket
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -34,6 +37,8 @@ from app import create_app
 from app.db import db
 
 REQUIRE_SERVICES = os.environ.get("TEST_REQUIRE_SERVICES") == "1"
+PG_DATABASE = os.environ.get("TEST_POSTGRES_DB") or f"accounts_test_{secrets.token_hex(4)}"
+PG_SERVER_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 
 PASSWORD = "violet tangerine submarine orbit"
 PROBLEM_KEYS = {"type", "title", "status", "detail"}
@@ -241,14 +246,13 @@ class Accounts:
         return self.login(email_address, password)
 
     def set_group(self, app: Flask, email_address: str, group: str) -> None:
-        from app.models import GroupName, User, UserGroup
+        from app.models import GroupName
+        from app.users import find_user_by_email, get_group
 
         with app.app_context():
-            user = db.session.scalar(sa.select(User).where(User.email == email_address))
+            user = find_user_by_email(email_address)
             assert user is not None
-            user.group = db.session.scalar(
-                sa.select(UserGroup).where(UserGroup.name == GroupName(group))
-            )
+            user.group = get_group(GroupName(group))
             db.session.commit()
 
 
@@ -390,3 +394,81 @@ def only_key(uploader: Uploader) -> str:
     (key,) = keys
     assert KEY.fullmatch(key), key
     return key
+
+
+# --- processes ----------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+PROCESS_TIMEOUT = 60  # a generous bound for one `flask …` process; they take about a second
+
+
+def flask_command(
+    *args: str, database_url: str, redis_url: str, smtp_port: int, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_port),
+        "FLASK_SKIP_DOTENV": "1",  # a developer's .env must not redirect the test
+        **env,
+    }
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *args],
+        cwd=ROOT,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+# --- databases ---------------------------------------------------------------------------
+
+
+def _postgres_server() -> sa.Engine:
+    return sa.create_engine(
+        f"{PG_SERVER_URL}/postgres",
+        isolation_level="AUTOCOMMIT",
+        connect_args={"connect_timeout": 3},
+    )
+
+
+@dataclass
+class PostgresDatabases:
+    """The databases this run creates, all named after PG_DATABASE, so they are its own."""
+
+    created: list[str] = field(default_factory=list)
+
+    def create(self, suffix: str = "") -> str:
+        """Drop and create an empty database; return its URL. Dropped again by `drop_all`."""
+        name = f"{PG_DATABASE}_{suffix}" if suffix else PG_DATABASE
+        server = _postgres_server()
+        try:
+            with server.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        except sa.exc.OperationalError as exc:
+            unavailable("PostgreSQL", exc)
+        finally:
+            server.dispose()
+        self.created.append(name)
+        return f"{PG_SERVER_URL}/{name}"
+
+    def drop_all(self) -> None:
+        if not self.created:
+            return
+        server = _postgres_server()
+        try:
+            with server.connect() as conn:
+                # FORCE: a worker subprocess or a pool a failed test left open must not keep
+                # the database alive.
+                for name in self.created:
+                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            server.dispose()
+        self.created.clear()

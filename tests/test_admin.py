@@ -19,6 +19,7 @@ from app.auth import passwords
 from app.auth.tokens import issue_token_pair
 from app.db import db
 from app.models import ActivationToken, GroupName, RefreshToken, User, UserGroup, UserProfile
+from app.users import find_user_by_email
 from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, bearer
 
 ADMIN, MODERATOR, USER = "admin@example.com", "mod@example.com", "user@example.com"
@@ -44,7 +45,7 @@ class Staff:
 
     def stored(self, email: str) -> User:
         with self.app.app_context():
-            user = db.session.scalar(sa.select(User).where(User.email == email))
+            user = find_user_by_email(email)
             assert user is not None
             db.session.expunge(user)
             return user

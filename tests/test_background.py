@@ -13,7 +13,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -48,14 +47,19 @@ from app.models import (
     PasswordResetToken,
     RefreshToken,
     User,
-    UserGroup,
     UserProfile,
 )
-from tests.helpers import Mailbox, SMTPServer, free_port, run_worker
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-PROCESS_TIMEOUT = 60  # a generous bound for one `flask …` process; they take about a second
+from app.users import get_group
+from tests.helpers import (
+    BIN,
+    PROCESS_TIMEOUT,
+    ROOT,
+    Mailbox,
+    SMTPServer,
+    flask_command,
+    free_port,
+    run_worker,
+)
 
 
 def enqueue_email(app: Flask, to: str) -> str:
@@ -73,30 +77,6 @@ def fetch(app: Flask, job_id: str) -> Job:
     return Job.fetch(job_id, connection=redis_connection(app))
 
 
-def flask_command(
-    *args: str, database_url: str, redis_url: str, smtp_port: int, **env: str
-) -> subprocess.CompletedProcess[str]:
-    environ = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "MAIL_SERVER": "127.0.0.1",
-        "MAIL_PORT": str(smtp_port),
-        "FLASK_SKIP_DOTENV": "1",  # a developer's .env must not redirect the test
-        **env,
-    }
-    result = subprocess.run(
-        [str(BIN / "flask"), "--app", "wsgi", *args],
-        cwd=ROOT,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
 # --- tokens -------------------------------------------------------------------------------
 
 
@@ -104,7 +84,7 @@ def make_tokens(app: Flask, *, expired: int, valid: int) -> None:
     """`expired` + `valid` users, each with one activation, one reset and one refresh token."""
     now = datetime.now(UTC)
     with app.app_context():
-        group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == GroupName.USER))
+        group = get_group(GroupName.USER)
         for n in range(expired + valid):
             expires_at = now - timedelta(minutes=1) if n < expired else now + timedelta(hours=1)
             user = User(

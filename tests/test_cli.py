@@ -9,7 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.db import db
-from app.models import ActivationToken, RefreshToken, User, UserGroup, utcnow
+from app.models import ActivationToken, RefreshToken, UserGroup, utcnow
+from app.users import find_user_by_email
 from tests.helpers import PASSWORD, Accounts, bearer
 
 
@@ -106,7 +107,7 @@ class TestCommandLine:
         accounts.register("old@example.com")
         accounts.register("new@example.com")
         with app.app_context():
-            old = db.session.scalar(sa.select(User).where(User.email == "old@example.com"))
+            old = find_user_by_email("old@example.com")
             token = db.session.scalar(
                 sa.select(ActivationToken).where(ActivationToken.user_id == old.id)
             )

@@ -40,16 +40,15 @@ from app.auth import passwords
 from app.db import db
 from app.models import GroupName, User, UserProfile
 from app.users import get_group, seed_groups
-from tests.conftest import (
+from tests.helpers import (
     PASSWORD,
-    PG_DATABASE,
     PG_SERVER_URL,
+    PostgresDatabases,
+    assert_problem,
     bearer,
-    create_postgres_database,
     free_port,
     unavailable,
 )
-from tests.test_foundation import assert_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -244,10 +243,11 @@ def pg_proxy() -> Iterator[PostgresProxy]:
 
 
 @pytest.fixture(scope="module")
-def proxied_database(pg_proxy: PostgresProxy) -> Iterator[str]:
+def proxied_database(
+    pg_proxy: PostgresProxy, postgres_databases: PostgresDatabases
+) -> Iterator[str]:
     """A migrated database with one active user; its URL goes through the proxy."""
-    name = f"{PG_DATABASE}_faults"
-    direct = create_postgres_database(name)
+    direct = postgres_databases.create("faults")
     app = create_app({"SQLALCHEMY_DATABASE_URI": direct, "REDIS_URL": None})
     with app.app_context():
         upgrade()
@@ -261,11 +261,7 @@ def proxied_database(pg_proxy: PostgresProxy) -> Iterator[str]:
         db.session.commit()
         db.engine.dispose()
     url = sa.make_url(direct).set(host="127.0.0.1", port=pg_proxy.port)
-    yield url.render_as_string(hide_password=False)
-    server = sa.create_engine(f"{PG_SERVER_URL}/postgres", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    server.dispose()
+    yield url.render_as_string(hide_password=False)  # dropped with the run's databases
 
 
 @pytest.fixture(scope="module")

@@ -47,9 +47,19 @@ from app.jobs.outbox import (
 )
 from app.jobs.queue import JOB_TIMEOUT, RETRY_INTERVALS, get_queue, redis_connection
 from app.jobs.schedule import CLEANUP_JOB_ID, SLOT_KEY, SWEEP_JOB_ID, make_scheduler
-from app.models import EmailOutbox, GroupName, User, UserGroup, UserProfile
-from tests.conftest import PASSWORD, Mailbox, SMTPServer, free_port, unavailable
-from tests.test_background import BIN, ROOT, flask_command, work
+from app.models import EmailOutbox, GroupName, User, UserProfile
+from app.users import get_group
+from tests.helpers import (
+    BIN,
+    PASSWORD,
+    ROOT,
+    Mailbox,
+    SMTPServer,
+    flask_command,
+    free_port,
+    run_worker,
+    unavailable,
+)
 
 WAIT = 60  # seconds: the bound on any wait for a real process
 
@@ -218,7 +228,7 @@ def outbox_rows(app: Flask) -> list[EmailOutbox]:
 
 def active_user(app: Flask, address: str) -> None:
     with app.app_context():
-        group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == GroupName.USER))
+        group = get_group(GroupName.USER)
         db.session.add(
             User(
                 email=address,
@@ -287,7 +297,7 @@ def test_the_outbox_keeps_the_email_encrypted_and_rq_only_its_id(
     job = Job.fetch(job_id(row.id), connection=redis_connection(redis_app))
     assert (job.args, job.kwargs) == ((row.id,), {})
     assert job.timeout == JOB_TIMEOUT
-    work(redis_app)
+    run_worker(redis_app)
 
     token = mailbox.last_token("sealed@example.com")
     (message,) = mailbox.to("sealed@example.com")
@@ -343,18 +353,18 @@ def test_the_sweep_leaves_a_queued_email_alone_and_takes_over_when_retries_run_o
 
     smtp_server.stop()
     with time_machine.travel(datetime.now(UTC), tick=True) as clock:
-        work(redis_app)
+        run_worker(redis_app)
         for interval in RETRY_INTERVALS:
             assert sweep_outbox_now(redis_app) == 0  # RQ's retry is still to come
             clock.shift(interval + 1)
-            work(redis_app)
+            run_worker(redis_app)
         job = Job.fetch(job_id(row.id), connection=redis_connection(redis_app))
         assert job.get_status() == JobStatus.FAILED
 
         smtp_server.start()
         clock.shift(SWEEP_AFTER_MAX)
         assert sweep_outbox_now(redis_app) == 1
-        work(redis_app)
+        run_worker(redis_app)
     assert_delivered_once_each(redis_app, mailbox, ["patient@example.com"])
     assert job_id(row.id) not in FailedJobRegistry(queue=queue)
 
@@ -673,7 +683,7 @@ def test_next_run_follows_the_slot_skips_missed_ones_and_never_doubles(redis_app
         # The first run has not been worked yet: the second is not queued behind it.
         assert queue.job_ids.count(CLEANUP_JOB_ID) == 1
 
-        work(redis_app)
+        run_worker(redis_app)
         # Nobody polled for five intervals: one run now, then the schedule resumes on slot.
         clock.shift(5 * every)
         second.enqueue_jobs()

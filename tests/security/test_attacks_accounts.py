@@ -16,7 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.db import db
-from app.models import ActivationToken, PasswordResetToken, User
+from app.models import ActivationToken, PasswordResetToken
+from app.users import find_user_by_email
 from tests.helpers import PASSWORD, USER_KEYS, Accounts, Mailbox, assert_problem, at_once, bearer
 
 ATTACKER_PASSWORD = "attacker owns this mailbox surely"
@@ -38,7 +39,7 @@ def reset(client: FlaskClient, token: str, password: str) -> Any:
 
 def email_tokens(app: Flask, email: str) -> dict[str, int]:
     with app.app_context():
-        user = db.session.scalar(sa.select(User).where(User.email == email))
+        user = find_user_by_email(email)
         assert user is not None
         return {
             model.__tablename__: db.session.scalar(
