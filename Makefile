@@ -15,9 +15,11 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 install: $(VENV)/.installed
 
-# Serves the API on 0.0.0.0:8000 with the embedded default: SQLite in instance/, jobs
-# in-process, emails printed and kept in instance/outbox/. One process with threads, so
-# the in-memory rate limits and the SQLite file are shared by every request.
+# Serves the API on 127.0.0.1:8000 (GUNICORN_BIND=0.0.0.0:8000 opens it to the network) with
+# the embedded default: SQLite in instance/, signing keys made once into
+# instance/dev-secrets.json, jobs in-process, emails printed and kept in instance/outbox/.
+# One process with threads, so the in-memory rate limits and the SQLite file are shared by
+# every request.
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-groups

