@@ -12,6 +12,9 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# A 422 names at most this many fields: a body of thousands of unknown keys must not come
+# back as a response many times its size.
+MAX_FIELD_ERRORS = 20
 
 
 class DomainError(Exception):
@@ -118,12 +121,12 @@ def handle_http_exception(exc: HTTPException) -> Response:
     headers = dict(exc.get_headers()) if status in (405, 429) else {}
     headers.pop("Content-Type", None)
     if status == 422 and "messages" in data:
-        return problem(
-            422,
-            "Unprocessable Content",
-            "The request body or query has invalid fields.",
-            errors=_field_errors(data["messages"]),
-        )
+        errors = _field_errors(data["messages"])
+        detail = "The request body or query has invalid fields."
+        if len(errors) > MAX_FIELD_ERRORS:
+            detail += f" The first {MAX_FIELD_ERRORS} of {len(errors)} are listed."
+            errors = dict(list(errors.items())[:MAX_FIELD_ERRORS])
+        return problem(422, "Unprocessable Content", detail, errors=errors)
     if status == 400 and "messages" in data:
         return problem(400, "Bad Request", "The request body is not valid JSON.")
     detail = exc.description or ""

@@ -10,11 +10,17 @@ from app.auth import schemas, service
 from app.auth.guards import authenticated, current_account
 from app.auth.pages import PAGE_DOC, html_page
 from app.errors import NotAuthenticated
-from app.http import Blueprint, bearer_token
+from app.http import Blueprint, bearer_token, no_store
 from app.limits import failed_login, rate_limited, wrong_password
 from app.schemas import DetailSchema, UserSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, login and tokens")
+blp.after_request(no_store)  # tokens, the caller's data and link pages stay out of every cache
+
+# The unauthenticated token endpoints: a token cannot be guessed, but each request costs a
+# lookup (and a reset an argon2 hash), so one address gets only so many.
+EMAILED_LINK_LIMIT = "10/minute;60/hour"  # activate, reset: once per emailed link
+SESSION_ENDPOINT_LIMIT = "60/minute"  # refresh, logout: every device behind one address
 
 ACCEPTED = {"detail": "If the address belongs to an account that needs it, an email is on its way."}
 
@@ -41,6 +47,7 @@ def activation_page() -> Response:
 
 
 @blp.route("/activate", methods=["POST"])
+@rate_limited(per_address=EMAILED_LINK_LIMIT)
 @blp.arguments(schemas.TokenSchema)
 @blp.response(200, DetailSchema)
 @blp.alt_response(400, description="Token unknown, spent or expired")
@@ -72,6 +79,7 @@ def login(body: dict[str, str]) -> dict[str, Any]:
 
 
 @blp.route("/refresh", methods=["POST"])
+@rate_limited(per_address=SESSION_ENDPOINT_LIMIT)
 @blp.arguments(schemas.RefreshTokenSchema, required=False)
 @blp.response(200, schemas.TokenPairSchema)
 @blp.alt_response(401, description="Unknown, expired, revoked or spent refresh token")
@@ -84,6 +92,7 @@ def refresh(body: dict[str, str]) -> dict[str, Any]:
 
 
 @blp.route("/logout", methods=["POST"])
+@rate_limited(per_address=SESSION_ENDPOINT_LIMIT)
 @blp.arguments(schemas.LogoutSchema)
 @blp.response(204)
 @blp.alt_response(401, description="Not a valid refresh token")
@@ -126,6 +135,7 @@ def reset_page() -> Response:
 
 
 @blp.route("/password/reset", methods=["POST"])
+@rate_limited(per_address=EMAILED_LINK_LIMIT)
 @blp.arguments(schemas.PasswordResetSchema)
 @blp.response(204)
 @blp.alt_response(400, description="Token unknown, spent or expired")

@@ -5,11 +5,18 @@ the service now promises instead."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import runpy
 import secrets
+import socket
 import stat
 import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +25,13 @@ import pytest
 import yaml
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
 
 from app import create_app
 from app.config import PUBLISHED_EXAMPLE_KEYS, ConfigError, development_keys
-from tests.conftest import Accounts, bearer
+from app.errors import MAX_FIELD_ERRORS
+from app.http import MAX_JSON_BODY
+from tests.conftest import PASSWORD, Accounts, bearer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -197,3 +207,161 @@ def test_item_02_gunicorn_serves_this_machine_only_unless_told_otherwise() -> No
     assert "GUNICORN_BIND=0.0.0.0:8000" in (ROOT / "Dockerfile").read_text()
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     assert compose["services"]["backend"]["environment"]["GUNICORN_BIND"] == "0.0.0.0:8000"
+
+
+# --- 6, 10: request bodies ---------------------------------------------------------------
+
+
+def test_item_06_a_megabyte_json_body_is_refused_unread(client: FlaskClient) -> None:
+    """The attack: 600,000 unknown keys to an unauthenticated route (7.8 s, a 16 MB 422)."""
+    body = json.dumps({"token": "x", **{f"k{n}": 1 for n in range(600_000)}})
+    body_problem = assert_problem(
+        client.post("/auth/activate", data=body, content_type="application/json"), 413
+    )
+    assert len(json.dumps(body_problem)) < 500
+
+
+def test_item_06_a_422_names_a_bounded_number_of_fields(client: FlaskClient) -> None:
+    body = {"token": "x", **{f"k{n}": 1 for n in range(1000)}}
+    assert len(json.dumps(body)) < MAX_JSON_BODY  # under the cap: the schema sees every key
+    response = client.post("/auth/activate", json=body)
+    problem = assert_problem(response, 422)
+    assert len(problem["errors"]) == MAX_FIELD_ERRORS
+    assert f"The first {MAX_FIELD_ERRORS} of 1000" in problem["detail"]
+    assert len(response.get_data()) < 4096
+
+
+def test_item_06_the_avatar_upload_keeps_its_own_cap(
+    app: Flask, client: FlaskClient, accounts: Accounts
+) -> None:
+    pair = accounts.active_user("pictures@example.com")
+    image = io.BytesIO()
+    # Noise does not compress: a PNG of some hundred KiB, far over the JSON cap.
+    Image.frombytes("RGB", (256, 256), secrets.token_bytes(256 * 256 * 3)).save(image, "PNG")
+    assert image.tell() > 10 * MAX_JSON_BODY
+    image.seek(0)
+    response = client.put(
+        "/auth/me/avatar",
+        data={"avatar": (image, "me.png")},
+        headers=bearer(pair["access_token"]),
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200, response.json
+
+
+def chunked(client: FlaskClient, path: str, payload: bytes) -> Any:
+    """A body without Content-Length, as a server that undoes chunked encoding hands it over
+    (gunicorn sets `wsgi.input_terminated`)."""
+    return client.post(
+        path,
+        input_stream=io.BytesIO(payload),
+        headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+def test_item_10_a_chunked_body_over_the_cap_is_413_not_truncated(client: FlaskClient) -> None:
+    """The attack: a chunked body whose first bytes are valid JSON on their own, padded past
+    the cap. Read only up to the cap, it was handled as the short body."""
+    head = b'{"token": "x"}'
+    padded = head + b" " * (MAX_JSON_BODY + 1024)
+    assert_problem(chunked(client, "/auth/activate", padded), 413)
+    exactly = head + b" " * (MAX_JSON_BODY - len(head))
+    assert_problem(chunked(client, "/auth/activate", exactly), 400)  # read whole: token unknown
+
+
+@pytest.fixture
+def gunicorn_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+    """The service under a real gunicorn, which undoes chunked encoding itself."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "RATELIMIT_ENABLED": "false",
+        "GUNICORN_BIND": f"127.0.0.1:{port}",
+        "WEB_CONCURRENCY": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    for name in ("REDIS_URL", "MAIL_SERVER", "APP_ENV"):
+        env.pop(name, None)
+    log = (tmp_path / "gunicorn.log").open("w")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.1):
+                break
+            assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+            time.sleep(0.05)  # waiting for the server to listen, not timing anything
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def send_chunked(address: str, path: str, payload: bytes) -> int:
+    """POST `payload` in chunked transfer encoding over a plain socket; the status code."""
+    host, port = address.split(":")
+    chunks = b"".join(
+        b"%x\r\n%s\r\n" % (len(payload[i : i + 4096]), payload[i : i + 4096])
+        for i in range(0, len(payload), 4096)
+    )
+    request = (
+        (
+            f"POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        ).encode()
+        + chunks
+        + b"0\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            conn.sendall(request)
+        answer = conn.recv(64)
+    return int(answer.split()[1])
+
+
+def test_item_10_a_real_gunicorn_answers_413_to_a_long_chunked_body(gunicorn_url: str) -> None:
+    head = b'{"token": "x"}'
+    assert send_chunked(gunicorn_url, "/auth/activate", head + b" " * 200_000) == 413
+    assert send_chunked(gunicorn_url, "/auth/activate", head) == 400  # read and judged
+
+
+# --- 15, 16: caching and redirects -------------------------------------------------------
+
+
+def test_item_15_token_responses_are_never_cached(client: FlaskClient, accounts: Accounts) -> None:
+    pair = accounts.active_user("cached@example.com")
+    responses = [
+        client.post(
+            "/auth/login",
+            json={"email": "cached@example.com", "password": PASSWORD},
+        ),
+        client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+        client.get("/auth/me", headers=bearer(pair["access_token"])),
+    ]
+    for response in responses:
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Pragma"] == "no-cache"
+
+
+@pytest.mark.parametrize(
+    "path", ["//admin//users", "/admin//users", "//auth/me", "/auth//login", "/health/", "//docs"]
+)
+def test_item_16_no_redirect_is_built_from_the_host_header(client: FlaskClient, path: str) -> None:
+    """The attack: `GET //admin//users` with `Host: evil.example` answered 308 to
+    `http://evil.example/admin/users`."""
+    response = client.get(
+        "/", environ_overrides={"PATH_INFO": path}, headers={"Host": "evil.example"}
+    )
+    assert "Location" not in response.headers
+    assert not 300 <= response.status_code < 400
+    if response.status_code >= 400:
+        assert response.mimetype == "application/problem+json"
