@@ -139,6 +139,8 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
+    # Every count is hit-then-check in a moving window: atomic, with no burst at window edges.
+    config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
     # process counts in memory until Redis answers again.
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)

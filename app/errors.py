@@ -66,6 +66,12 @@ class ContentTooLarge(DomainError, status=413, title="Content Too Large"): ...
 class UnsupportedImage(DomainError, status=415): ...
 
 
+class TooManyAttempts(DomainError, status=429):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many requests; retry after the time given in Retry-After.")
+        self.retry_after = retry_after
+
+
 def problem(
     status: int,
     title: str,
@@ -139,7 +145,9 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_domain_error(exc: DomainError) -> Response:
-    return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)
 
 
 def handle_unexpected(exc: Exception) -> Response:
