@@ -42,10 +42,10 @@ TOO_MANY = {"429": {"description": "Too many requests; retry after Retry-After"}
 
 LOGIN_PER_ADDRESS = "20/minute"
 LOGIN_PER_ACCOUNT_AND_ADDRESS = parse_many("5/minute;20/hour")
-LOGIN_FREE_FAILURES = 5  # per account and hour, before the growing delay
+LOGIN_FREE_FAILURES = RateLimitItemPerHour(5)  # per account, before the growing delay
 LOGIN_MAX_DELAY = 60  # seconds
-# The account's recent failures, counted as far as the delay grows (2**6 > 60).
-LOGIN_FAILURES = RateLimitItemPerHour(LOGIN_FREE_FAILURES + 7)
+# The account's failures past the free ones, counted as far as the delay grows (2**6 > 60).
+LOGIN_DELAYED_FAILURES = RateLimitItemPerHour(7)
 KNOWN_ADDRESS = RateLimitItemPerDay(1, 30)
 PASSWORD_CHANGE_FAILURES = parse_many("5/minute;20/hour")
 EMAILS_PER_ACCOUNT = RateLimitItemPerHour(3)
@@ -122,7 +122,8 @@ def _refuse(seconds: float) -> TooManyAttempts:
     # flask-limiter would write the per-address window's Retry-After over this one, which is
     # the one that applies: with no current limit it leaves this response's headers alone.
     limiter.context.view_rate_limit = None
-    return TooManyAttempts(max(1, math.ceil(seconds)))
+    # Redis hands timestamps back with 14 significant digits: a tenth of a millisecond.
+    return TooManyAttempts(max(1, math.ceil(round(seconds, 3))))
 
 
 def _take(items: list[RateLimitItem], *ids: str) -> None:
@@ -155,11 +156,14 @@ def _login_delay(account: str) -> None:
     """The account-wide brake: free for LOGIN_FREE_FAILURES, then one attempt per delay,
     the delay doubling with each failure up to LOGIN_MAX_DELAY."""
     ids = _ids("login-account", account)
-    limiter.limiter.hit(LOGIN_FAILURES, *ids)  # a full window just means "the longest delay"
-    failures = LOGIN_FAILURES.amount - limiter.limiter.get_window_stats(LOGIN_FAILURES, *ids)[1]
-    if failures <= LOGIN_FREE_FAILURES:
+    if limiter.limiter.hit(LOGIN_FREE_FAILURES, *ids):
         return
-    delay = min(2 ** (failures - LOGIN_FREE_FAILURES - 1), LOGIN_MAX_DELAY)
+    limiter.limiter.hit(LOGIN_DELAYED_FAILURES, *ids)  # full just means "the longest delay"
+    delayed = (
+        LOGIN_DELAYED_FAILURES.amount
+        - limiter.limiter.get_window_stats(LOGIN_DELAYED_FAILURES, *ids)[1]
+    )
+    delay = min(2 ** max(delayed - 1, 0), LOGIN_MAX_DELAY)
     turn = _raw_key("login-turn", account)
     if not _storage().acquire_entry(turn, 1, delay):
         started, _count = _storage().get_moving_window(turn, 1, delay)
@@ -202,7 +206,7 @@ def login_guarded(view: F) -> F:
 def _forget_login(account: str, pair: tuple[str, ...]) -> None:
     """Only the password's holder gets here, so forgetting the failures helps no attacker."""
     _forget(LOGIN_PER_ACCOUNT_AND_ADDRESS, *pair)
-    _forget([LOGIN_FAILURES], *_ids("login-account", account))
+    _forget([LOGIN_FREE_FAILURES, LOGIN_DELAYED_FAILURES], *_ids("login-account", account))
     cast(Storage, _storage()).clear(_raw_key("login-turn", account))
 
 

@@ -15,25 +15,29 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import time_machine
 import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from redis import Redis
 
 from app import create_app
 from app.config import PUBLISHED_EXAMPLE_KEYS, ConfigError, development_keys
 from app.errors import MAX_FIELD_ERRORS
 from app.http import MAX_JSON_BODY
-from tests.conftest import PASSWORD, Accounts, bearer, free_port
+from tests.conftest import PASSWORD, Accounts, Mailbox, bearer, free_port, run_worker
 
 ROOT = Path(__file__).resolve().parents[2]
+NEW_PASSWORD = "quartz heron lantern meadow"
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:
@@ -365,3 +369,254 @@ def test_item_16_no_redirect_is_built_from_the_host_header(client: FlaskClient, 
     assert not 300 <= response.status_code < 400
     if response.status_code >= 400:
         assert response.mimetype == "application/problem+json"
+
+
+# --- 3, 7, 11, 12: limits, on Redis ------------------------------------------------------
+
+WRONG = "a wrong password for sure"
+# Spellings the schema turns into kate@example.com: no-break space, KELVIN SIGN, case.
+KATE_SPELLINGS = [
+    "\u00a0kate@example.com",
+    "\u212aate@example.com",
+    "KATE@Example.com ",
+    "kate@example.com",
+]
+
+
+@pytest.fixture
+def limited_app(app_factory: Callable[..., Flask], redis_url: str) -> Flask:
+    """Rate limits on, counted in a real Redis shared as by every gunicorn process; emails are
+    RQ jobs (`run_worker`)."""
+    return app_factory(RATELIMIT_ENABLED=True, REDIS_URL=redis_url)
+
+
+def from_address(address: str) -> dict[str, Any]:
+    return {"environ_base": {"REMOTE_ADDR": address}}
+
+
+def login_as(client: FlaskClient, email: str, password: str, address: str) -> Any:
+    return client.post(
+        "/auth/login", json={"email": email, "password": password}, **from_address(address)
+    )
+
+
+def active_account(app: Flask, mailbox: Mailbox, email: str) -> None:
+    """Register and activate through the emailed link; log in once from 127.0.0.1."""
+    client = app.test_client()
+    client.post("/auth/register", json={"email": email, "password": PASSWORD})
+    run_worker(app)
+    Accounts(client, mailbox).activate(email)
+    assert login_as(client, email, PASSWORD, "127.0.0.1").status_code == 200
+
+
+def limiter_keys(redis_url: str) -> list[bytes]:
+    return list(Redis.from_url(redis_url).scan_iter("*"))
+
+
+def test_item_03_unicode_spellings_of_one_email_share_one_login_limit(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """The attack: 30 guesses against a limit of 5, each email spelt another way."""
+    active_account(limited_app, mailbox, "kate@example.com")
+    client = limited_app.test_client()
+    statuses = [
+        login_as(client, KATE_SPELLINGS[n % 4], f"{WRONG} {n}", "10.3.3.3").status_code
+        for n in range(12)
+    ]
+    assert statuses == [401] * 5 + [429] * 7
+
+
+def test_item_03_unicode_spellings_of_one_email_share_one_email_quota(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """The attack: 15 reset emails delivered against 3 an hour."""
+    active_account(limited_app, mailbox, "kate@example.com")
+    client = limited_app.test_client()
+    mailbox.clear()
+    for n in range(15):
+        response = client.post(
+            "/auth/password/forgot",
+            json={"email": KATE_SPELLINGS[n % 4]},
+            **from_address(f"10.4.0.{n}"),
+        )
+        assert response.status_code == 202
+    run_worker(limited_app)
+    assert len(mailbox.to("kate@example.com")) == 3
+
+
+def test_item_03_a_value_that_is_no_email_counts_against_the_address_only(
+    limited_app: Flask, redis_url: str
+) -> None:
+    client = limited_app.test_client()
+    for value in ["not an email", "\u212aate@", "kate@example.com\u0000"]:
+        response = client.post(
+            "/auth/register",
+            json={"email": value, "password": PASSWORD},
+            **from_address("10.5.5.5"),
+        )
+        assert_problem(response, 422)
+    keys = b" ".join(limiter_keys(redis_url))
+    assert b"email:" not in keys
+    assert b"10.5.5.5" in keys
+
+
+def test_item_07_limiter_keys_stay_small_whatever_the_body_holds(
+    limited_app: Flask, redis_url: str
+) -> None:
+    """The attack: `{"email": "a" * 5_242_880}` stored a 5 MB key for an hour."""
+    client = limited_app.test_client()
+    huge = client.post("/auth/password/forgot", json={"email": "a" * 5_242_880})
+    assert_problem(huge, 413)
+    for email in ["a" * 10_000 + "@example.com", "b" * 64 + "@" + "c" * 180 + ".com"]:
+        for path in ("/auth/register", "/auth/login"):
+            client.post(path, json={"email": email, "password": WRONG})
+        client.post("/auth/password/forgot", json={"email": email})
+    keys = limiter_keys(redis_url)
+    assert keys
+    assert max(len(key) for key in keys) < 200
+    assert not any(b"bbbb" in key or b"aaaa" in key for key in keys)
+
+
+def at_once(app: Flask, requests: list[Callable[[FlaskClient], Any]]) -> list[int]:
+    """Start every request at the same moment, each from its own client (as each gunicorn
+    thread or process has its own request); return the statuses."""
+    barrier = threading.Barrier(len(requests))
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def run(request: Callable[[FlaskClient], Any]) -> None:
+        client = app.test_client()
+        barrier.wait()
+        status = request(client).status_code
+        with lock:
+            statuses.append(status)
+
+    threads = [threading.Thread(target=run, args=(request,)) for request in requests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_item_11_concurrent_guesses_from_one_address_get_the_limit_and_no_more(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    active_account(limited_app, mailbox, "burst@example.com")
+    statuses = at_once(
+        limited_app,
+        [
+            lambda c, n=n: login_as(c, "burst@example.com", f"{WRONG} {n}", "10.11.0.1")
+            for n in range(30)
+        ],
+    )
+    assert sorted(statuses) == [401] * 5 + [429] * 25
+
+
+def test_item_11_concurrent_guesses_from_thirty_addresses_get_the_free_five_and_one_turn(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """The attack: 30 concurrent wrong logins from 30 addresses got 9 password checks against
+    a limit of 5. Counted before the check, five are free and one more takes the first turn
+    of the account's delay; the rest wait."""
+    active_account(limited_app, mailbox, "spread@example.com")
+    statuses = at_once(
+        limited_app,
+        [
+            lambda c, n=n: login_as(c, "spread@example.com", f"{WRONG} {n}", f"10.11.1.{n}")
+            for n in range(30)
+        ],
+    )
+    assert sorted(statuses) == [401] * 6 + [429] * 24
+
+
+def test_item_11_concurrent_sprays_from_one_address_get_its_limit_and_no_more(
+    limited_app: Flask,
+) -> None:
+    statuses = at_once(
+        limited_app,
+        [
+            lambda c, n=n: login_as(c, f"spray{n}@example.com", WRONG, "10.11.2.2")
+            for n in range(30)
+        ],
+    )
+    assert sorted(statuses) == [401] * 20 + [429] * 10
+
+
+def test_item_12_a_stranger_cannot_lock_the_owner_out_of_login(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """The attack: 20 wrong passwords from one address locked the owner out for an hour from
+    anywhere (`Retry-After: 3355`)."""
+    active_account(limited_app, mailbox, "owner@example.com")  # from 127.0.0.1
+    client = limited_app.test_client()
+    with time_machine.travel(time.time(), tick=False) as clock:
+        statuses = [
+            login_as(client, "owner@example.com", f"{WRONG} {n}", "10.12.0.1").status_code
+            for n in range(20)
+        ]
+        assert statuses == [401] * 5 + [429] * 15  # the guessing address is stopped
+        # The owner: from where they logged in before, and from a new address.
+        assert login_as(client, "owner@example.com", PASSWORD, "127.0.0.1").status_code == 200
+        assert login_as(client, "owner@example.com", PASSWORD, "10.12.9.9").status_code == 200
+        # Guesses spread over many addresses slow the account down, for a short while only.
+        for n in range(12):
+            login_as(client, "owner@example.com", f"{WRONG} {n}", f"10.12.1.{n}")
+        held = login_as(client, "owner@example.com", PASSWORD, "10.12.8.8")
+        assert_problem(held, 429)
+        assert 1 <= int(held.headers["Retry-After"]) <= 60
+        assert login_as(client, "owner@example.com", PASSWORD, "127.0.0.1").status_code == 200
+        clock.shift(61)
+        assert login_as(client, "owner@example.com", PASSWORD, "10.12.8.8").status_code == 200
+
+
+def test_item_12_a_stranger_cannot_lock_the_owner_out_of_reset(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """The attack: 3 forgot requests locked the owner out of reset for an hour. Requests that
+    send nothing (unknown or inactive addresses) no longer count at all; the emails that did
+    go out reached the owner, and the newest link works."""
+    active_account(limited_app, mailbox, "forgetful@example.com")
+    client = limited_app.test_client()
+    for n in range(10):
+        client.post(
+            "/auth/password/forgot",
+            json={"email": f"nobody{n}@example.com"},
+            **from_address(f"10.13.0.{n}"),
+        )
+    mailbox.clear()
+    for n in range(4):  # three by a stranger, then the owner's own
+        response = client.post(
+            "/auth/password/forgot",
+            json={"email": "forgetful@example.com"},
+            **from_address(f"10.13.1.{n}"),
+        )
+        assert response.status_code == 202
+    run_worker(limited_app)
+    assert len(mailbox.to("forgetful@example.com")) == 3
+    reset = client.post(
+        "/auth/password/reset",
+        json={"token": mailbox.last_token("forgetful@example.com"), "new_password": NEW_PASSWORD},
+    )
+    assert reset.status_code == 204, reset.json
+    assert login_as(client, "forgetful@example.com", NEW_PASSWORD, "127.0.0.1").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "allowed"),
+    [
+        ("/auth/activate", {"token": "not-a-token"}, 10),
+        ("/auth/password/reset", {"token": "not-a-token", "new_password": NEW_PASSWORD}, 10),
+        ("/auth/refresh", {"refresh_token": "not.a.token"}, 60),
+        ("/auth/logout", {"refresh_token": "not.a.token"}, 60),
+    ],
+)
+def test_item_06_the_unauthenticated_token_endpoints_are_limited_per_address(
+    limited_app: Flask, path: str, body: dict[str, str], allowed: int
+) -> None:
+    client = limited_app.test_client()
+    for _ in range(allowed):
+        response = client.post(path, json=body, **from_address("10.6.6.6"))
+        assert response.status_code in (400, 401, 422), response.json
+    assert_problem(client.post(path, json=body, **from_address("10.6.6.6")), 429)
+    assert client.post(path, json=body, **from_address("10.6.6.7")).status_code != 429
