@@ -167,12 +167,10 @@ class TestEveryErrorIsProblemJson:
 
     def test_429_too_many(self, app_factory: Callable[..., Flask]) -> None:
         client = app_factory(RATELIMIT_ENABLED=True).test_client()
-        statuses = [
-            client.post("/auth/password/forgot", json={"email": "flood@example.com"}).status_code
-            for _ in range(4)
-        ]
-        assert statuses == [202, 202, 202, 429]
-        response = client.post("/auth/password/forgot", json={"email": "flood@example.com"})
+        guess = {"email": "flood@example.com", "password": "a wrong password for sure"}
+        statuses = [client.post("/auth/login", json=guess).status_code for _ in range(6)]
+        assert statuses == [401] * 5 + [429]
+        response = client.post("/auth/login", json=guess)
         assert_problem(response, 429)
         assert int(response.headers["Retry-After"]) > 0
 
