@@ -620,3 +620,49 @@ def test_item_06_the_unauthenticated_token_endpoints_are_limited_per_address(
         assert response.status_code in (400, 401, 422), response.json
     assert_problem(client.post(path, json=body, **from_address("10.6.6.6")), 429)
     assert client.post(path, json=body, **from_address("10.6.6.7")).status_code != 429
+
+
+def test_item_11_with_redis_down_login_still_counts_in_memory(
+    app_factory: Callable[..., Flask], mailbox: Mailbox, redis_url: str
+) -> None:
+    """The guards count through the limiter, so they fall back with it: a Redis outage neither
+    turns login into a 500 nor lifts the limits; once Redis answers, counts go back to it."""
+    up = app_factory()
+    Accounts(up.test_client(), mailbox).active_user("steady@example.com")
+    down = app_factory(REDIS_URL="redis://127.0.0.1:1/0", RATELIMIT_ENABLED=True).test_client()
+    statuses = [
+        login_as(down, "steady@example.com", f"{WRONG} {n}", "10.14.0.1").status_code
+        for n in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    assert login_as(down, "steady@example.com", PASSWORD, "10.14.0.2").status_code == 200
+    # The limiter retries Redis with a back-off of seconds, on a later request.
+    with time_machine.travel(time.time() + 60):
+        back = app_factory(RATELIMIT_ENABLED=True, REDIS_URL=redis_url).test_client()
+        login_as(back, "steady@example.com", WRONG, "10.14.0.3")
+        login_as(back, "steady@example.com", WRONG, "10.14.0.3")
+    assert any(b"10.14.0.3" in key for key in limiter_keys(redis_url))
+
+
+def test_item_11_concurrent_wrong_current_passwords_get_the_limit_and_no_more(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """A stolen access token made password change a guessing oracle, checked then counted."""
+    active_account(limited_app, mailbox, "changer@example.com")
+    token = (
+        limited_app.test_client()
+        .post("/auth/login", json={"email": "changer@example.com", "password": PASSWORD})
+        .json["access_token"]
+    )
+    statuses = at_once(
+        limited_app,
+        [
+            lambda c, n=n: c.post(
+                "/auth/password/change",
+                json={"old_password": f"{WRONG} {n}", "new_password": NEW_PASSWORD},
+                headers=bearer(token),
+            )
+            for n in range(30)
+        ],
+    )
+    assert sorted(statuses) == [400] * 5 + [429] * 25
