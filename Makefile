@@ -23,10 +23,12 @@ lock: install
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev -o requirements.lock --python-version 3.11
 	$(BIN)/uv pip compile --quiet pyproject.toml --constraint requirements.lock -o requirements-runtime.lock --python-version 3.11
 
-# Serves the API on 0.0.0.0:8000 with the embedded default: SQLite in instance/ (migrated,
-# seeded, with a signing key), jobs
-# in-process, emails printed and kept in instance/outbox/. One process with threads, so
-# the in-memory rate limits and the SQLite file are shared by every request.
+# Serves the API on 127.0.0.1:8000 (GUNICORN_BIND=0.0.0.0:8000 opens it to the network) with
+# the embedded default: SQLite in instance/ (migrated, seeded, with a key that signs access
+# tokens), secret keys made once into
+# instance/dev-secrets.json, jobs in-process, emails printed and kept in instance/outbox/.
+# One process with threads, so the in-memory rate limits and the SQLite file are shared by
+# every request.
 run: install
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-groups

@@ -27,8 +27,10 @@ def _default_workers() -> int:
     return min(2 * (cores or 1) + 1, 8)
 
 
-# Gunicorn's own default, 127.0.0.1:8000, cannot be reached from outside a container.
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
+# This machine only, unless GUNICORN_BIND opens it: the embedded default signs with keys made
+# for one checkout and has no real mail, so it is nothing to offer the network. The image sets
+# GUNICORN_BIND=0.0.0.0:8000, since inside a container 127.0.0.1 is unreachable from outside.
+bind = os.environ.get("GUNICORN_BIND") or "127.0.0.1:8000"
 workers = _env_int("WEB_CONCURRENCY", _default_workers())
 threads = _env_int("GUNICORN_THREADS", 1)
 

@@ -10,8 +10,12 @@ working directory upwards, as the `flask` command finds it, with the real enviro
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import secrets
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +24,24 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
-DEV_SECRET_KEY = "dev-secret-key-not-for-production"  # noqa: S105 - refused in production
-DEV_JWT_SECRET_KEY = "dev-jwt-secret-key-not-for-production"  # noqa: S105 - refused in production
+SIGNING_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
+# Every key value this repository ever published as an example: whoever read it can sign
+# tokens with it, so production refuses it whatever its length.
+PUBLISHED_EXAMPLE_KEYS = frozenset(
+    {
+        "dev-secret-key-not-for-production",
+        "dev-jwt-secret-key-not-for-production",
+        "replace-with-a-long-random-string-for-secret-key",
+        "replace-with-a-long-random-string-for-jwt-key",
+    }
+)
+MIN_KEY_LENGTH = 32
+MIN_KEY_DISTINCT_CHARACTERS = 10
+# Shannon entropy of the key's own characters, in bits: `secrets.token_hex(16)` (32 characters)
+# has about 115, `token_urlsafe(48)` about 350; "abab..." or a word repeated has far less.
+MIN_KEY_ENTROPY_BITS = 96
+KEY_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+DEV_SECRETS_FILE = "dev-secrets.json"
 # Seconds a request waits for Redis to connect, and then for each answer.
 REDIS_TIMEOUT = 1.0
 
@@ -67,6 +87,29 @@ def read_dotenv() -> None:
         load_dotenv(path, override=False, encoding="utf-8")
 
 
+def development_keys(instance: Path) -> dict[str, str]:
+    """The signing keys of the embedded default: random, made once per checkout and kept in
+    `instance/` (git ignores it, and only the owner may read it). A key written in the code
+    would be everyone's key: anyone who read the repository could sign an admin token."""
+    path = instance / DEV_SECRETS_FILE
+    try:
+        keys = json.loads(path.read_text())
+    except (OSError, ValueError):
+        keys = {}
+    if not all(isinstance(keys.get(name), str) and keys[name] for name in SIGNING_KEYS):
+        keys = {name: secrets.token_urlsafe(48) for name in SIGNING_KEYS}
+        instance.mkdir(parents=True, exist_ok=True)
+        # Created 0600 and replaced atomically: two processes starting at once both end up
+        # with one of the complete files, never a half-written one.
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(keys, out)
+        os.replace(partial, path)
+        keys = json.loads(path.read_text())
+    return {name: keys[name] for name in SIGNING_KEYS}
+
+
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings from `env`, or from the environment and `.env` when none is given."""
     if env is None:
@@ -75,10 +118,17 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     instance = Path(instance_path)
     redis_url = env.get("REDIS_URL") or None
     mail_server = env.get("MAIL_SERVER") or None
+    app_env = env.get("APP_ENV", "development")
+    keys = {name: env.get(name) or "" for name in SIGNING_KEYS}
+    if app_env != "production" and not all(keys.values()):
+        # Production never falls back: a missing key there is refused by name.
+        keys = {
+            name: keys[name] or fallback for name, fallback in development_keys(instance).items()
+        }
     return {
-        "APP_ENV": env.get("APP_ENV", "development"),
-        "SECRET_KEY": env.get("SECRET_KEY") or DEV_SECRET_KEY,
-        "JWT_SECRET_KEY": env.get("JWT_SECRET_KEY") or DEV_JWT_SECRET_KEY,
+        "APP_ENV": app_env,
+        "SECRET_KEY": keys["SECRET_KEY"],
+        "JWT_SECRET_KEY": keys["JWT_SECRET_KEY"],
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'accounts.sqlite3'}",
         "REDIS_URL": redis_url,
@@ -168,6 +218,8 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
     config.setdefault("REDIS_CLIENT_OPTIONS", redis_client_options())
     config.setdefault("RATELIMIT_STORAGE_OPTIONS", config["REDIS_CLIENT_OPTIONS"])
+    # Every count is hit-then-check in a moving window: atomic, with no burst at window edges.
+    config.setdefault("RATELIMIT_STRATEGY", "moving-window")
     # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
     # process counts in memory until Redis answers again.
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
@@ -203,16 +255,40 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def entropy_bits(value: str) -> float:
+    """Shannon entropy of the string's character frequencies, times its length."""
+    counts = Counter(value)
+    return -sum(n * math.log2(n / len(value)) for n in counts.values())
+
+
+def weak_key_reason(value: str) -> str | None:
+    """Why a signing key cannot protect production, or None."""
+    if not value:
+        return "is not set"
+    if value in PUBLISHED_EXAMPLE_KEYS or value.startswith("replace-with"):
+        return "is an example value published in this repository"
+    if len(value) < MIN_KEY_LENGTH:
+        return f"is shorter than {MIN_KEY_LENGTH} characters"
+    if len(set(value)) < MIN_KEY_DISTINCT_CHARACTERS or entropy_bits(value) < MIN_KEY_ENTROPY_BITS:
+        return "is not random enough (too few different characters)"
+    return None
+
+
 def _refuse_unsafe_production(config: dict[str, Any]) -> None:
     problems = []
-    if config["SECRET_KEY"] == DEV_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
-        problems.append("SECRET_KEY must be set to a random string of at least 32 characters")
-    if config["JWT_SECRET_KEY"] == DEV_JWT_SECRET_KEY or len(config["JWT_SECRET_KEY"]) < 32:
-        problems.append("JWT_SECRET_KEY must be set to a random string of at least 32 characters")
+    for name in SIGNING_KEYS:
+        reason = weak_key_reason(str(config.get(name) or ""))
+        if reason:
+            problems.append(f"{name} {reason}; generate one with {KEY_COMMAND}")
+    if config["SECRET_KEY"] and config["SECRET_KEY"] == config["JWT_SECRET_KEY"]:
+        problems.append("SECRET_KEY and JWT_SECRET_KEY must differ")
     if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
         problems.append("DATABASE_URL must point at PostgreSQL, not SQLite")
     if not config["REDIS_URL"]:
         problems.append("REDIS_URL must be set (jobs and rate limits need Redis)")
+    if not config["MAIL_SERVER"]:
+        # Without it emails are printed: reset links would land in the process's log.
+        problems.append("MAIL_SERVER must be set (without it emails, links and all, are printed)")
     if problems:
         raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
 

@@ -13,6 +13,9 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+# A 422 names at most this many fields: a body of thousands of unknown keys must not come
+# back as a response many times its size.
+MAX_FIELD_ERRORS = 20
 
 # The database could not be reached or did not answer: stopped, restarting, hung, or the
 # pool's connections all taken.
@@ -75,6 +78,12 @@ class ContentTooLarge(DomainError, status=413, title="Content Too Large"): ...
 class UnsupportedImage(DomainError, status=415): ...
 
 
+class TooManyAttempts(DomainError, status=429):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many requests; retry after the time given in Retry-After.")
+        self.retry_after = retry_after
+
+
 def problem(
     status: int,
     title: str,
@@ -130,12 +139,12 @@ def handle_http_exception(exc: HTTPException) -> Response:
     headers = dict(exc.get_headers()) if status in (405, 429) else {}
     headers.pop("Content-Type", None)
     if status == 422 and "messages" in data:
-        return problem(
-            422,
-            "Unprocessable Content",
-            "The request body or query has invalid fields.",
-            errors=_field_errors(data["messages"]),
-        )
+        errors = _field_errors(data["messages"])
+        detail = "The request body or query has invalid fields."
+        if len(errors) > MAX_FIELD_ERRORS:
+            detail += f" The first {MAX_FIELD_ERRORS} of {len(errors)} are listed."
+            errors = dict(list(errors.items())[:MAX_FIELD_ERRORS])
+        return problem(422, "Unprocessable Content", detail, errors=errors)
     if status == 400 and "messages" in data:
         return problem(400, "Bad Request", "The request body is not valid JSON.")
     detail = exc.description or ""
@@ -148,7 +157,9 @@ def handle_http_exception(exc: HTTPException) -> Response:
 
 
 def handle_domain_error(exc: DomainError) -> Response:
-    return problem(exc.status, exc.title, exc.detail, errors=exc.errors)
+    retry_after = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)
 
 
 def handle_database_unavailable(exc: Exception) -> Response:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import tomllib
@@ -96,7 +97,9 @@ def test_the_stack_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
 
 
 def test_the_stack_starts_once_the_secrets_are_set(tmp_path: Path) -> None:
-    result = compose_config(tmp_path, SECRET_KEY="x" * 40, JWT_SECRET_KEY="y" * 40)
+    result = compose_config(
+        tmp_path, SECRET_KEY=secrets.token_urlsafe(48), JWT_SECRET_KEY=secrets.token_urlsafe(48)
+    )
     assert result.returncode == 0, result.stderr
     backend_env = {
         k: str(v or "")

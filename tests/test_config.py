@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 import pytest
@@ -30,10 +31,11 @@ class TestConfiguration:
         from app import create_app
 
         monkeypatch.setenv("APP_ENV", "production")
-        monkeypatch.setenv("SECRET_KEY", "s" * 40)
-        monkeypatch.setenv("JWT_SECRET_KEY", "j" * 40)
+        monkeypatch.setenv("SECRET_KEY", secrets.token_urlsafe(48))
+        monkeypatch.setenv("JWT_SECRET_KEY", secrets.token_hex(16))
         monkeypatch.setenv("DATABASE_URL", "postgresql://user@db.invalid/accounts")
         monkeypatch.setenv("REDIS_URL", "redis://redis.invalid:6379/0")
+        monkeypatch.setenv("MAIL_SERVER", "smtp.invalid")
         app = create_app()
         assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql+psycopg2://")
 

@@ -10,11 +10,17 @@ from app.auth import schemas, service
 from app.auth.guards import authenticated, current_account
 from app.auth.pages import PAGE_DOC, html_page
 from app.errors import NotAuthenticated
-from app.http import Blueprint, bearer_token
-from app.limits import failed_login, rate_limited, wrong_password
+from app.http import Blueprint, bearer_token, no_store
+from app.limits import LOGIN_PER_ADDRESS, login_guarded, password_check_guarded, rate_limited
 from app.schemas import DetailSchema, UserSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, login and tokens")
+blp.after_request(no_store)  # tokens, the caller's data and link pages stay out of every cache
+
+# The unauthenticated token endpoints: a token cannot be guessed, but each request costs a
+# lookup (and a reset an argon2 hash), so one address gets only so many.
+EMAILED_LINK_LIMIT = "10/minute;60/hour"  # activate, reset: once per emailed link
+SESSION_ENDPOINT_LIMIT = "60/minute"  # refresh, logout: every device behind one address
 
 ACCEPTED = {"detail": "If the address belongs to an account that needs it, an email is on its way."}
 
@@ -41,6 +47,7 @@ def activation_page() -> Response:
 
 
 @blp.route("/activate", methods=["POST"])
+@rate_limited(per_address=EMAILED_LINK_LIMIT)
 @blp.arguments(schemas.TokenSchema)
 @blp.response(200, DetailSchema)
 @blp.alt_response(400, description="Token unknown, spent or expired")
@@ -51,7 +58,7 @@ def activate(body: dict[str, str]) -> dict[str, str]:
 
 
 @blp.route("/activate/resend", methods=["POST"])
-@rate_limited(per_address="20/hour", per_email="3/hour")
+@rate_limited(per_address="20/hour")  # per account: the service sends at most 3 an hour
 @blp.arguments(schemas.EmailSchema)
 @blp.response(202, DetailSchema)
 def resend_activation(body: dict[str, str]) -> dict[str, str]:
@@ -61,17 +68,19 @@ def resend_activation(body: dict[str, str]) -> dict[str, str]:
 
 
 @blp.route("/login", methods=["POST"])
-@rate_limited(per_address="20/minute", per_email="5/minute;20/hour", deduct_when=failed_login)
+@rate_limited(per_address=LOGIN_PER_ADDRESS)
 @blp.arguments(schemas.CredentialsSchema)
 @blp.response(200, schemas.TokenPairSchema)
 @blp.alt_response(401, description="Wrong email or password")
 @blp.alt_response(403, description="Account not activated")
+@login_guarded
 def login(body: dict[str, str]) -> dict[str, Any]:
     """Exchange credentials for an access token and a refresh token."""
     return service.login(body["email"], body["password"])
 
 
 @blp.route("/refresh", methods=["POST"])
+@rate_limited(per_address=SESSION_ENDPOINT_LIMIT)
 @blp.arguments(schemas.RefreshTokenSchema, required=False)
 @blp.response(200, schemas.TokenPairSchema)
 @blp.alt_response(401, description="Unknown, expired, revoked or spent refresh token")
@@ -84,6 +93,7 @@ def refresh(body: dict[str, str]) -> dict[str, Any]:
 
 
 @blp.route("/logout", methods=["POST"])
+@rate_limited(per_address=SESSION_ENDPOINT_LIMIT)
 @blp.arguments(schemas.LogoutSchema)
 @blp.response(204)
 @blp.alt_response(401, description="Not a valid refresh token")
@@ -94,18 +104,19 @@ def logout(body: dict[str, str]) -> None:
 
 @blp.route("/password/change", methods=["POST"])
 @authenticated()
-# The current password is checked here: without a limit a stolen access token could guess it.
-@rate_limited(per_caller="5/minute;20/hour", deduct_when=wrong_password)
 @blp.arguments(schemas.PasswordChangeSchema)
 @blp.response(204)
 @blp.alt_response(400, description="Current password wrong")
+@blp.alt_response(429, description="Too many wrong current passwords")
+# The current password is checked here: without a limit a stolen access token could guess it.
+@password_check_guarded
 def change_password(body: dict[str, str]) -> None:
     """Change the password; every session of the user ends."""
     service.change_password(current_account(), body["old_password"], body["new_password"])
 
 
 @blp.route("/password/forgot", methods=["POST"])
-@rate_limited(per_address="20/hour", per_email="3/hour")
+@rate_limited(per_address="20/hour")  # per account: the service sends at most 3 an hour
 @blp.arguments(schemas.EmailSchema)
 @blp.response(202, DetailSchema)
 def forgot_password(body: dict[str, str]) -> dict[str, str]:
@@ -126,6 +137,7 @@ def reset_page() -> Response:
 
 
 @blp.route("/password/reset", methods=["POST"])
+@rate_limited(per_address=EMAILED_LINK_LIMIT)
 @blp.arguments(schemas.PasswordResetSchema)
 @blp.response(204)
 @blp.alt_response(400, description="Token unknown, spent or expired")

@@ -25,6 +25,7 @@ from app.errors import (
     WrongPassword,
 )
 from app.jobs.outbox import queue_email
+from app.limits import may_email
 from app.log import audit
 from app.models import (
     ActivationToken,
@@ -119,6 +120,8 @@ def resend_activation(email: str) -> None:
     user = find_user_by_email(email)
     if user is None or user.is_active or user.deactivated_at is not None:
         return
+    if not may_email("activation", user.email):
+        return  # the newest of the links already sent still works
     _queue_activation_email(user, template="activation_resend")
     db.session.commit()
     audit("activation_resent", user_id=user.id)
@@ -230,6 +233,8 @@ def forgot_password(email: str) -> None:
     user = find_user_by_email(email)
     if user is None or user.deactivated_at is not None:
         return
+    if not may_email("password-reset", user.email):
+        return  # the newest of the links already sent still works
     ttl = current_app.config["PASSWORD_RESET_TOKEN_TTL"]
     secret = tokens.issue_email_token(PasswordResetToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/password/reset?token={secret}"
