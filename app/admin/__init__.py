@@ -1,3 +1,0 @@
-from app.admin import routes
-
-__all__ = ["routes"]
