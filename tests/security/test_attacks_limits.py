@@ -34,18 +34,18 @@ from app import create_app
 from app.config import PUBLISHED_EXAMPLE_KEYS, ConfigError, development_keys
 from app.errors import MAX_FIELD_ERRORS
 from app.http import MAX_JSON_BODY
-from tests.conftest import PASSWORD, Accounts, Mailbox, bearer, free_port, run_worker
+from tests.helpers import (
+    PASSWORD,
+    ROOT,
+    Accounts,
+    Mailbox,
+    assert_problem,
+    bearer,
+    free_port,
+    run_worker,
+)
 
-ROOT = Path(__file__).resolve().parents[2]
 NEW_PASSWORD = "quartz heron lantern meadow"
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.get_data(as_text=True)[:500]
-    assert response.mimetype == "application/problem+json"
-    body: dict[str, Any] = response.json
-    assert body["status"] == status
-    return body
 
 
 def re_signed(token: str, key: str) -> str:
