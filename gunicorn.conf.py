@@ -27,10 +27,12 @@ def _default_workers() -> int:
     return min(2 * (cores or 1) + 1, 8)
 
 
-# This machine only, unless GUNICORN_BIND opens it: the embedded default signs with keys made
-# for one checkout and has no real mail, so it is nothing to offer the network. The image sets
-# GUNICORN_BIND=0.0.0.0:8000, since inside a container 127.0.0.1 is unreachable from outside.
-bind = os.environ.get("GUNICORN_BIND") or "127.0.0.1:8000"
+# The embedded default (APP_ENV=development) serves this machine only, unless GUNICORN_BIND
+# opens it: it has no real mail and its keys are made for one checkout, nothing to offer the
+# network. Production serves 0.0.0.0:8000, as the contract's `gunicorn wsgi:app` does (the
+# image sets GUNICORN_BIND too, since inside a container 127.0.0.1 is unreachable).
+_production = os.environ.get("APP_ENV", "").strip() == "production"
+bind = os.environ.get("GUNICORN_BIND") or ("0.0.0.0:8000" if _production else "127.0.0.1:8000")
 workers = _env_int("WEB_CONCURRENCY", _default_workers())
 threads = _env_int("GUNICORN_THREADS", 1)
 

@@ -273,6 +273,34 @@ def test_the_private_key_is_encrypted_at_rest(app: Flask, tmp_path: Path) -> Non
         db.engine.dispose()
 
 
+def test_keys_ensure_replaces_a_key_the_secret_key_no_longer_reads(
+    app: Flask, tmp_path: Path, mailbox: Mailbox
+) -> None:
+    """A development database that outlived its checkout's instance/ (or a changed
+    SECRET_KEY): the stored key cannot sign, and `keys ensure` makes one that can instead of
+    leaving every login to fail; tokens the old key signed still verify until they expire."""
+    before = Accounts(app.test_client(), mailbox).active_user("keeper@example.com")
+    old_kid, _ = current_signing_key(app)
+    other = make_app(
+        app.config["SQLALCHEMY_DATABASE_URI"], tmp_path, 0, SECRET_KEY=secrets.token_urlsafe(48)
+    )
+    try:
+        result = other.test_cli_runner().invoke(args=["keys", "ensure"])
+        assert result.exit_code == 0, result.output
+        assert "created signing key" in result.output
+        new_kid, _ = current_signing_key(other)
+        assert new_kid != old_kid
+        client = other.test_client()
+        assert me(client, before["access_token"]).status_code == 200  # the old key verifies
+        pair = Accounts(client, mailbox).login("keeper@example.com")
+        assert kid_of(pair["access_token"]) == new_kid
+    finally:
+        # The suite's other apps read keys with the original secret: give them one back.
+        assert app.test_cli_runner().invoke(args=["keys", "ensure"]).exit_code == 0
+        with other.app_context():
+            db.engine.dispose()
+
+
 # --- forgeries --------------------------------------------------------------------------------
 
 

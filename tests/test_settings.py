@@ -206,7 +206,7 @@ def assert_one_clear_line(result: subprocess.CompletedProcess[str]) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("configuration error: refusing to start with APP_ENV=production")
-    assert "SECRET_KEY must be set" in lines[0]
+    assert "SECRET_KEY is not set" in lines[0]
 
 
 def test_a_production_misconfiguration_is_one_line_for_the_flask_commands(

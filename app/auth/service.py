@@ -88,8 +88,12 @@ def register(email: str, password: str) -> User:
                 raise Conflict("An account with this email already exists.") from exc
             registered_before = True
     user.password_hash = password_hash
+    # The contract: a registration again kills every older link (a reset link too).
     db.session.execute(sa.delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    _queue_activation_email(user)  # replaces any older activation link
+    # Activation emails to one address share one quota, whichever route asks for them; past
+    # it, the newest link already sent keeps working.
+    if may_email("activation", user.email):
+        _queue_activation_email(user)  # replaces any older activation link
     db.session.commit()
     audit("user_registered", user_id=user.id, registered_before=registered_before)
     return user

@@ -78,6 +78,14 @@ def private_key(key: SigningKey) -> PrivateKeyTypes:
     return load_der_private_key(der, password=None)
 
 
+def _can_sign(key: SigningKey) -> bool:
+    try:
+        private_key(key)
+    except SigningKeyError:
+        return False
+    return True
+
+
 def retention() -> timedelta:
     """How long a retired key stays published (see the module's docstring)."""
     config = current_app.config
@@ -107,14 +115,21 @@ def current_key(session: Session) -> SigningKey | None:
 
 
 def ensure_key() -> SigningKey | None:
-    """Create a current key if there is none; return it, or None when one was there.
+    """Create a current key if there is none that can sign; return it, or None when one was
+    there.
 
-    Idempotent, and safe to run twice at once: the unique index lets one insert win."""
+    A current key whose private part SECRET_KEY cannot decrypt (the secret was changed, or a
+    development database outlived its checkout's `instance/`) cannot sign: it is retired,
+    still published for the tokens it signed, and a new one made, instead of every login
+    failing. Idempotent, and safe to run twice at once: the unique index lets one insert win."""
     with _own_session() as session:
         _drop_expired_keys(session)
-        if current_key(session) is not None:
+        current = current_key(session)
+        if current is not None and _can_sign(current):
             session.commit()
             return None
+        if current is not None:
+            current.retired_at = utcnow()
         key = new_signing_key()
         session.add(key)
         try:

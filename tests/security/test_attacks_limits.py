@@ -192,21 +192,29 @@ def test_item_02_production_never_uses_the_development_keys(
     assert "JWT_SECRET_KEY is not set" in str(refused.value)
 
 
-def gunicorn_bind(**env: str) -> str:
-    saved = os.environ.get("GUNICORN_BIND")
-    os.environ.pop("GUNICORN_BIND", None)
-    os.environ.update(env)
-    try:
-        return str(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"])
-    finally:
-        os.environ.pop("GUNICORN_BIND", None)
-        if saved is not None:
-            os.environ["GUNICORN_BIND"] = saved
+def gunicorn_bind(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    monkeypatch.delenv("GUNICORN_BIND", raising=False)
+    monkeypatch.delenv("APP_ENV", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return str(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"])
 
 
-def test_item_02_gunicorn_serves_this_machine_only_unless_told_otherwise() -> None:
-    assert gunicorn_bind() == "127.0.0.1:8000"
-    assert gunicorn_bind(GUNICORN_BIND="0.0.0.0:8000") == "0.0.0.0:8000"
+def test_item_02_gunicorn_serves_this_machine_only_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert gunicorn_bind(monkeypatch) == "127.0.0.1:8000"
+    assert gunicorn_bind(monkeypatch, GUNICORN_BIND="0.0.0.0:8000") == "0.0.0.0:8000"
+    # The contract's `gunicorn wsgi:app` in production: every interface, port 8000.
+    production = {
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "DATABASE_URL": "postgresql://accounts@db.invalid/accounts",
+        "REDIS_URL": "redis://redis.invalid:6379/0",
+        "MAIL_SERVER": "smtp.invalid",
+    }
+    assert gunicorn_bind(monkeypatch, **production) == "0.0.0.0:8000"
     # In the container 127.0.0.1 would be unreachable: the image and compose open it there.
     assert "GUNICORN_BIND=0.0.0.0:8000" in (ROOT / "Dockerfile").read_text()
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -600,6 +608,31 @@ def test_item_12_a_stranger_cannot_lock_the_owner_out_of_reset(
     )
     assert reset.status_code == 204, reset.json
     assert login_as(client, "forgetful@example.com", NEW_PASSWORD, "127.0.0.1").status_code == 200
+
+
+def test_activation_emails_share_one_quota_whether_by_register_or_resend(
+    limited_app: Flask, mailbox: Mailbox
+) -> None:
+    """The attack: a never-activated address registers again (201 by the contract) and asks
+    for resends, from many addresses, to flood its mailbox. Every activation email counts
+    against one quota of 3 an hour, and the newest link sent still activates."""
+    client = limited_app.test_client()
+    victim = "flooded@example.com"
+    for n in range(4):
+        response = client.post(
+            "/auth/register",
+            json={"email": victim, "password": f"{PASSWORD} {n}"},
+            **from_address(f"10.21.0.{n}"),
+        )
+        assert response.status_code == 201, response.json
+        resent = client.post(
+            "/auth/activate/resend", json={"email": victim}, **from_address(f"10.21.1.{n}")
+        )
+        assert resent.status_code == 202
+    run_worker(limited_app)
+    assert len(mailbox.to(victim)) == 3
+    activated = client.post("/auth/activate", json={"token": mailbox.last_token(victim)})
+    assert activated.status_code == 200, activated.json
 
 
 @pytest.mark.parametrize(
