@@ -90,10 +90,7 @@ def register(email: str, password: str) -> User:
     user.password_hash = password_hash
     # The contract: a registration again kills every older link (a reset link too).
     db.session.execute(sa.delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    # Activation emails to one address share one quota, whichever route asks for them; past
-    # it, the newest link already sent keeps working.
-    if may_email("activation", user.email):
-        _queue_activation_email(user)  # replaces any older activation link
+    _queue_activation_email(user)  # replaces any older activation link
     db.session.commit()
     audit("user_registered", user_id=user.id, registered_before=registered_before)
     return user
