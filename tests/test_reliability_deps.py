@@ -38,18 +38,11 @@ from redis import Redis
 from app import create_app
 from app.auth import passwords
 from app.db import db
+from app.keys.service import ensure_key
 from app.models import GroupName, User, UserProfile
 from app.users import get_group, seed_groups
-from tests.conftest import (
-    PASSWORD,
-    PG_DATABASE,
-    PG_SERVER_URL,
-    bearer,
-    create_postgres_database,
-    free_port,
-    unavailable,
-)
-from tests.test_foundation import assert_problem
+from tests.conftest import PG_SERVER_URL, PostgresDatabases
+from tests.helpers import PASSWORD, assert_problem, bearer, free_port, unavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -244,14 +237,16 @@ def pg_proxy() -> Iterator[PostgresProxy]:
 
 
 @pytest.fixture(scope="module")
-def proxied_database(pg_proxy: PostgresProxy) -> Iterator[str]:
+def proxied_database(
+    pg_proxy: PostgresProxy, postgres_databases: PostgresDatabases
+) -> Iterator[str]:
     """A migrated database with one active user; its URL goes through the proxy."""
-    name = f"{PG_DATABASE}_faults"
-    direct = create_postgres_database(name)
+    direct = postgres_databases.create("faults")
     app = create_app({"SQLALCHEMY_DATABASE_URI": direct, "REDIS_URL": None})
     with app.app_context():
         upgrade()
         seed_groups()
+        ensure_key()
         user = User(
             email=EMAIL, password_hash=passwords.hash_password(PASSWORD), profile=UserProfile()
         )
@@ -262,10 +257,6 @@ def proxied_database(pg_proxy: PostgresProxy) -> Iterator[str]:
         db.engine.dispose()
     url = sa.make_url(direct).set(host="127.0.0.1", port=pg_proxy.port)
     yield url.render_as_string(hide_password=False)
-    server = sa.create_engine(f"{PG_SERVER_URL}/postgres", isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    server.dispose()
 
 
 @pytest.fixture(scope="module")
