@@ -8,6 +8,7 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, Request, Response, request
+from flask.sessions import NullSession, SessionInterface
 from marshmallow import Schema
 from marshmallow.utils import missing
 from webargs.flaskparser import FlaskParser
@@ -126,8 +127,21 @@ def _no_content_type_on_204(response: Response) -> Response:
     return response
 
 
+class NoCookieSession(SessionInterface):
+    """The API keeps no session in a cookie (callers send tokens): no request reads or signs
+    one. Flask's default opens a signed-cookie session for every request, which cost /health
+    a tenth of its CPU; writing to `flask.session` now fails loudly."""
+
+    def open_session(self, app: Flask, request: Request) -> NullSession:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
+
+
 def init_http(app: Flask) -> None:
     app.url_map.converters["id"] = RowIdConverter
+    app.session_interface = NoCookieSession()
     app.before_request(_require_known_body_type)
     app.before_request(_canonical_bearer_scheme)
     app.after_request(_no_content_type_on_204)
