@@ -99,6 +99,9 @@ def bearer_token() -> str | None:
 
 def _require_known_body_type() -> None:
     """A body we cannot read is a 415, before any schema turns it into missing fields."""
+    environ = request.environ
+    if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
+        return  # no body at all (every GET): skip parsing the headers below
     has_body = bool(request.content_length) or "chunked" in request.headers.get(
         "Transfer-Encoding", ""
     )
