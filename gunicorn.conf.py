@@ -6,6 +6,7 @@ flags and GUNICORN_CMD_ARGS are applied after this file, so they still win.
 
 import os
 
+from app.access_log import ACCESS_LOG_FORMAT, AccessLogger
 from app.config import check_environment_or_exit, read_dotenv
 
 # The settings below may come from .env, as the app's do; and a misconfigured app stops the
@@ -44,7 +45,9 @@ timeout = 30
 accesslog = "-"
 # The path without its query string (%(U)s, not the request line %(r)s): the activation and
 # reset links carry their token in the query, and tokens never go into a log line.
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(a)s" %(D)sus'
+access_log_format = ACCESS_LOG_FORMAT
+# Writes that format's line without building gunicorn's dictionary of every header.
+logger_class = AccessLogger
 errorlog = "-"
 
 # Gunicorn 25.1+ opens a control socket for `gunicornc`, by default ~/.gunicorn/gunicorn.ctl:

@@ -48,6 +48,7 @@ def init_db(app: Flask) -> None:
             event.listen(db.engine, "connect", _sqlite_foreign_keys)
         elif db.engine.dialect.name == "postgresql":
             event.listen(db.engine, "checkout", _drop_closed_connection)
+            event.listen(db.engine, "checkin", _back_to_transactions)
             # Process-wide, as psycopg2 allows only one; it bounds waits only inside an app
             # context, where the deadlines are configured.
             psycopg2.extensions.set_wait_callback(_wait_with_deadline)
@@ -121,6 +122,27 @@ def _drop_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) ->
     poller.register(dbapi_connection.fileno(), select.POLLIN)
     if poller.poll(0):
         raise InvalidatePoolError("the server closed the connection")
+
+
+def read_without_transaction() -> None:
+    """Run the rest of this request's statements each on its own, without BEGIN and ROLLBACK.
+
+    For GET and HEAD requests, which only read (the retry in `App` relies on it too): under
+    READ COMMITTED each statement already sees its own snapshot, so a transaction around
+    reads only adds two round trips. Only before the session's first statement, and only on
+    PostgreSQL (SQLite has no round trips). psycopg2's `autocommit` flag is set directly:
+    SQLAlchemy's AUTOCOMMIT isolation level would cost a round trip to undo at check-in.
+    """
+    session = db.session()
+    if session.in_transaction() or db.engine.dialect.name != "postgresql":
+        return
+    session.connection().connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+
+
+def _back_to_transactions(dbapi_connection: Any, _record: Any) -> None:
+    """A connection returns to the pool in psycopg2's default mode: transactions."""
+    if dbapi_connection is not None and not dbapi_connection.closed:
+        dbapi_connection.autocommit = False
 
 
 def rows_changed(statement: Executable) -> int:

@@ -2,14 +2,14 @@
 
 Flask-Migrate is bound in `app/migrate.py`, imported only when a migration runs."""
 
-from flask_jwt_extended import JWTManager
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_mail import Mail
 
+from app.auth.bearer import OneDecodeJWTManager
 from app.openapi import ProblemApi, ProblemResponses
 
-jwt = JWTManager()
+jwt = OneDecodeJWTManager()
 mail = Mail()
 # Every error response in /openapi.json is the problem body the server sends.
 api = ProblemApi(spec_kwargs={"extra_plugins": [ProblemResponses()]})

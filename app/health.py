@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import Response, current_app, jsonify
 from flask.views import MethodView
 from marshmallow import Schema, fields
 
@@ -33,9 +33,11 @@ class ReadySchema(StatusSchema):
 @blp.route("")
 class Health(MethodView):
     @blp.response(200, StatusSchema)
-    def get(self) -> dict[str, str]:
+    def get(self) -> Response:
         """The process is up."""
-        return {"status": "ok"}
+        # Already the body StatusSchema documents: a response skips smorest's dump, which
+        # was a sixth of this request's CPU.
+        return jsonify(status="ok")
 
 
 SCHEMA_BEHIND = "schema not at head"

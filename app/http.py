@@ -8,6 +8,7 @@ from typing import Any
 
 import flask_smorest
 from flask import Flask, Request, Response, current_app, request
+from flask.sessions import NullSession, SessionInterface
 from marshmallow import Schema
 from marshmallow.utils import missing
 from webargs.flaskparser import FlaskParser
@@ -101,6 +102,9 @@ def bearer_token() -> str | None:
 
 def _require_known_body_type() -> None:
     """A body we cannot read is a 415, before any schema turns it into missing fields."""
+    environ = request.environ
+    if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
+        return  # no body at all (every GET): skip parsing the headers below
     has_body = bool(request.content_length) or _is_chunked()
     if has_body and request.mimetype not in BODY_TYPES and not request.mimetype.endswith("+json"):
         raise UnsupportedMediaType(
@@ -156,6 +160,18 @@ def _no_content_type_on_204(response: Response) -> Response:
     return response
 
 
+class NoCookieSession(SessionInterface):
+    """The API keeps no session in a cookie (callers send tokens): no request reads or signs
+    one. Flask's default opens a signed-cookie session for every request, which cost /health
+    a tenth of its CPU; writing to `flask.session` now fails loudly."""
+
+    def open_session(self, app: Flask, request: Request) -> NullSession:
+        return self.make_null_session(app)
+
+    def save_session(self, app: Flask, session: Any, response: Response) -> None:
+        return None
+
+
 def init_http(app: Flask) -> None:
     app.url_map.converters["id"] = RowIdConverter
     # No redirect is ever built from the request: werkzeug would answer `//admin//users` or
@@ -163,6 +179,7 @@ def init_http(app: Flask) -> None:
     # can point at their own site. Such paths are 404s instead.
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
+    app.session_interface = NoCookieSession()
     app.before_request(_require_known_body_type)
     app.before_request(_cap_body)
     app.before_request(_canonical_bearer_scheme)

@@ -21,13 +21,14 @@ def verification_key() -> tuple[Any, list[str]]:
     """The public key that verifies the service's access tokens: its current signing key, as
     the JWKS publishes it, read once at start from the service's database."""
     with psycopg2.connect(os.environ["DATABASE_URL"]) as conn, conn.cursor() as cur:
-        cur.execute("SELECT public_jwk FROM signing_keys WHERE retired_at IS NULL")
+        cur.execute("SELECT public_jwk, alg FROM signing_keys WHERE retired_at IS NULL")
         row = cur.fetchone()
     conn.close()
     if row is None:
         raise RuntimeError("the service has no signing key: run `flask keys ensure`")
     jwk = row[0] if isinstance(row[0], dict) else json.loads(row[0])
-    return jwt.PyJWK(jwk).key, [jwk["alg"]]
+    # The stored JWK has no "alg" (the JWKS adds it from the row's column when publishing).
+    return jwt.PyJWK(jwk, algorithm=row[1]).key, [row[1]]
 
 
 KEY, ALGORITHMS = verification_key()

@@ -38,6 +38,7 @@ from redis import Redis
 from app import create_app
 from app.auth import passwords
 from app.db import db
+from app.keys.service import ensure_key
 from app.models import GroupName, User, UserProfile
 from app.users import get_group, seed_groups
 from tests.helpers import (
@@ -252,6 +253,7 @@ def proxied_database(
     with app.app_context():
         upgrade()
         seed_groups()
+        ensure_key()
         user = User(
             email=EMAIL, password_hash=passwords.hash_password(PASSWORD), profile=UserProfile()
         )

@@ -151,6 +151,22 @@ def login(email: str, password: str) -> dict[str, Any]:
     return pair
 
 
+# Built once, values bound at execution. No session object can hold the token yet, so the
+# ORM need not look for one to update ("synchronize_session": a third of the statement's CPU).
+_SPEND = (
+    sa.update(RefreshToken)
+    .where(
+        RefreshToken.token_hash == sa.bindparam("presented_hash"),
+        RefreshToken.used_at.is_(None),
+        RefreshToken.revoked_at.is_(None),
+        RefreshToken.expires_at > sa.bindparam("now", type_=RefreshToken.expires_at.type),
+    )
+    .values(used_at=sa.bindparam("now", type_=RefreshToken.used_at.type))
+    .returning(RefreshToken)
+    .execution_options(synchronize_session=False)
+)
+
+
 def _spend_refresh_token(refresh_token: str) -> RefreshToken:
     """Mark the presented refresh token used and return its record.
 
@@ -161,17 +177,7 @@ def _spend_refresh_token(refresh_token: str) -> RefreshToken:
     now = utcnow()
     # Spend it atomically, and read it in the same round trip: of two concurrent requests
     # with one token, only one updates the row.
-    record = db.session.scalar(
-        sa.update(RefreshToken)
-        .where(
-            RefreshToken.token_hash == token_hash,
-            RefreshToken.used_at.is_(None),
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.expires_at > now,
-        )
-        .values(used_at=now)
-        .returning(RefreshToken)
-    )
+    record = db.session.scalar(_SPEND, {"presented_hash": token_hash, "now": now})
     if record is not None:
         return record
     known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.token_hash == token_hash))
