@@ -15,7 +15,6 @@ import socket
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from tests.helpers import (
     Accounts,
     Mailbox,
     assert_problem,
+    at_once,
     bearer,
     free_port,
     run_worker,
@@ -483,28 +483,6 @@ def test_item_07_limiter_keys_stay_small_whatever_the_body_holds(
     assert keys
     assert max(len(key) for key in keys) < 200
     assert not any(b"bbbb" in key or b"aaaa" in key for key in keys)
-
-
-def at_once(app: Flask, requests: list[Callable[[FlaskClient], Any]]) -> list[int]:
-    """Start every request at the same moment, each from its own client (as each gunicorn
-    thread or process has its own request); return the statuses."""
-    barrier = threading.Barrier(len(requests))
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def run(request: Callable[[FlaskClient], Any]) -> None:
-        client = app.test_client()
-        barrier.wait()
-        status = request(client).status_code
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=run, args=(request,)) for request in requests]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
 
 
 def test_item_11_concurrent_guesses_from_one_address_get_the_limit_and_no_more(
