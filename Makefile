@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := wsgi
 
-.PHONY: run test lint install lock worker scheduler dashboard bench clean chromium
+.PHONY: run test lint install lock worker scheduler dashboard bench clean test-tools
 
 # The virtual environment, rebuilt when the lock file changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -36,14 +36,22 @@ run: install
 	$(BIN)/gunicorn wsgi:app --workers 1 --threads 4
 
 # The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server, S3 and chromium.
-test: install chromium
+test: install test-tools
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The browser tests drive Debian's chromium through Playwright (no browser download). As root
-# it is installed when missing; otherwise those tests say they were skipped, and why.
-chromium:
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
-		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+# The programs the tests drive, from Debian's packages: chromium for the page tests (Playwright
+# never downloads a browser), redis-server for the run's private Redis and the fault tests,
+# docker-compose to validate docker-compose.yml. As root each is installed when missing;
+# otherwise the tests that need one say they were skipped, and why (a failure in CI, where
+# TEST_REQUIRE_SERVICES=1).
+TEST_TOOLS := chromium redis-server docker-compose  # each Debian package installs its command
+test-tools:
+	@missing=""; for tool in $(TEST_TOOLS); do \
+		command -v $$tool >/dev/null || missing="$$missing $$tool"; \
+	done; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 lint: install
 	$(BIN)/ruff check .

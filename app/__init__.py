@@ -20,7 +20,7 @@ from app.db import db, init_db, lost_connection
 from app.docs import init_docs
 from app.errors import register_error_handlers
 from app.extensions import api, jwt, limiter, mail
-from app.http import init_http
+from app.http import READ_ONLY_METHODS, init_http
 from app.jobs.queue import install_hooks
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
@@ -45,7 +45,7 @@ class App(Flask):
         try:
             return super().dispatch_request()
         except DBAPIError as error:
-            if request.method not in ("GET", "HEAD") or not lost_connection(error):
+            if request.method not in READ_ONLY_METHODS or not lost_connection(error):
                 raise
             log.info("read_retried_on_a_new_connection", extra={"endpoint": request.endpoint})
             db.session.rollback()

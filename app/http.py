@@ -17,6 +17,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 MAX_ROW_ID = 2**31 - 1
+# Every GET and HEAD endpoint only reads: the guard reads them without a transaction, and a
+# lost database connection is retried for them (app/__init__.py).
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 BODY_TYPES = {"application/json", "multipart/form-data"}
 # The largest JSON body of ours is a reset: a token and a 128-character password, well under
 # 1 KiB. Anything near the cap is an attack, and reading it is the cost (600,000 keys took 8 s).

@@ -75,8 +75,8 @@ def body_email() -> str:
         body = request.get_json(silent=True)
     except RecursionError:  # `silent` covers ValueError only; the body parser answers 400
         body = None
-    email = body.get("email") if isinstance(body, dict) else None
-    return f"email:{account_key(email)}" if account_key(email) else f"ip:{client_address()}"
+    account = account_key(body.get("email")) if isinstance(body, dict) else None
+    return f"email:{account}" if account else f"ip:{client_address()}"
 
 
 def caller() -> str:

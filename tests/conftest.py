@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +38,7 @@ from tests.helpers import (
     SMTPServer,
     free_port,
     make_app,
+    start_redis_server,
     unavailable,
 )
 
@@ -185,44 +184,6 @@ def client(app: Flask) -> FlaskClient:
 # --- Redis and RQ -------------------------------------------------------------------------
 
 
-def _start_redis_server(binary: str, directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A redis-server of this run's own on a free port, with nothing saved to disk."""
-    log = directory / "redis.log"
-    for _ in range(5):  # another process may take the free port before redis-server binds it
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                binary,
-                *("--bind", "127.0.0.1", "--port", str(port)),
-                *("--save", "", "--appendonly", "no"),
-                *("--dir", str(directory), "--logfile", str(log)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        deadline = time.monotonic() + 10
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                with Redis.from_url(url, socket_connect_timeout=1) as conn:
-                    conn.ping()
-                return process, url
-            except Exception:
-                time.sleep(0.05)
-        _stop(process)
-    tail = log.read_text(errors="replace")[-2000:] if log.exists() else "no log"
-    unavailable("Redis", RuntimeError(f"{binary} did not start: {tail}"))
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The run's Redis: TEST_REDIS_URL when set, else a private redis-server started on first
@@ -231,8 +192,7 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if TEST_REDIS_URL:
         yield TEST_REDIS_URL
         return
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         warnings.warn(
             f"redis-server is not installed: the Redis tests use and flush {SHARED_REDIS_URL},"
             " which another test run on this machine may be using at the same time",
@@ -240,9 +200,9 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
         yield SHARED_REDIS_URL
         return
-    process, url = _start_redis_server(binary, tmp_path_factory.mktemp("redis"))
-    yield url
-    _stop(process)
+    server = start_redis_server(tmp_path_factory.mktemp("redis"))
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture

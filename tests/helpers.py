@@ -13,10 +13,13 @@ import logging
 import os
 import re
 import secrets
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -32,6 +35,7 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
+from redis import Redis
 
 from app import create_app
 from app.db import db
@@ -472,3 +476,96 @@ class PostgresDatabases:
         finally:
             server.dispose()
         self.created.clear()
+
+
+# --- a private Redis ----------------------------------------------------------------------
+
+
+class RedisNotStarted(RuntimeError):
+    pass
+
+
+@dataclass
+class RedisServer:
+    """A redis-server of the test run's own, on a free port, saving nothing to disk. A test
+    may kill it (what it held is lost, as after a crash), start it again on the same port,
+    empty, and pause it with SIGSTOP (a hung Redis still accepts connections)."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.directory / f"redis-{self.port}.log"
+
+    def start(self, timeout: float = 20.0) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            unavailable("Redis", FileNotFoundError("redis-server is not installed"))
+        self.process = subprocess.Popen(
+            [
+                binary,
+                *("--bind", "127.0.0.1", "--port", str(self.port)),
+                *("--save", "", "--appendonly", "no"),
+                *("--dir", str(self.directory), "--logfile", str(self.log)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None and time.monotonic() < deadline:
+            try:
+                with Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1) as conn:
+                    conn.ping()
+                return
+            except Exception:
+                time.sleep(0.05)
+        self.kill()
+        tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else "no log"
+        raise RedisNotStarted(f"redis-server did not start on port {self.port}: {tail}")
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    def kill(self) -> None:
+        """Gone at once, as after a crash."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)  # a paused server dies too
+            self.process.kill()
+            self.process.wait(timeout=PROCESS_TIMEOUT)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+
+def start_redis_server(directory: Path) -> RedisServer:
+    """A started RedisServer; another process may take the free port before redis-server
+    binds it, so a few ports are tried."""
+    error: Exception | None = None
+    for _ in range(5):
+        server = RedisServer(directory)
+        try:
+            server.start()
+            return server
+        except RedisNotStarted as exc:
+            error = exc
+    unavailable("Redis", error or RuntimeError("redis-server did not start"))

@@ -267,3 +267,27 @@ def test_ci_runs_what_ci_run_runs() -> None:
         assert "cache" not in step.get("with", {}), step
     for name, service in job["services"].items():
         assert RELEASE_TAG.fullmatch(image_tag(service["image"]) or ""), name
+
+
+class _ReadSettings(dict[str, str]):
+    """An empty environment that records every variable the app asks it for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.asked.add(key)
+        return super().get(key, default)
+
+
+def test_every_setting_the_app_reads_reaches_the_compose_services(tmp_path: Path) -> None:
+    """A setting missing from x-app-env is silently ignored by the whole stack (.env is not
+    in the image): TRUSTED_PROXIES behind a proxy, say, would put every client behind one
+    address's rate limits. Only the SMTP login and TLS settings are left out: Mailpit needs
+    neither."""
+    environment = _ReadSettings()
+    load_config(str(tmp_path), env=environment)
+    passed = set(yaml.safe_load(COMPOSE_FILE.read_text())["x-app-env"])
+    mailpit_needs_none = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD"}
+    assert environment.asked - passed == mailpit_needs_none

@@ -17,7 +17,6 @@ import contextlib
 import http.client
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -33,7 +32,6 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask_migrate import upgrade
-from redis import Redis
 
 from app import create_app
 from app.auth import passwords
@@ -45,10 +43,11 @@ from tests.helpers import (
     PASSWORD,
     PG_SERVER_URL,
     PostgresDatabases,
+    RedisServer,
     assert_problem,
     bearer,
     free_port,
-    unavailable,
+    start_redis_server,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -192,47 +191,11 @@ def answered_within(seconds: float, request: Callable[[], Reply]) -> Reply:
         pool.shutdown(wait=False)  # a request still hanging is not waited for
 
 
-@dataclass
-class PrivateRedis:
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def pause(self) -> None:
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-
-
 @pytest.fixture(scope="module")
-def private_redis() -> Iterator[PrivateRedis]:
-    port = free_port()
-    try:
-        process = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    except FileNotFoundError as exc:
-        unavailable("redis-server", exc)
-        raise
-    redis = PrivateRedis(f"redis://127.0.0.1:{port}/0", process)
-    client = Redis.from_url(redis.url, socket_timeout=1)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            client.ping()
-            break
-        except Exception as exc:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                unavailable("a private redis-server", exc)
-            time.sleep(0.1)
-    client.close()
+def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    redis = start_redis_server(tmp_path_factory.mktemp("redis"))
     yield redis
-    redis.resume()
-    process.terminate()
-    process.wait(timeout=20)
+    redis.stop()
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +231,7 @@ def proxied_database(
 
 @pytest.fixture(scope="module")
 def server(
-    proxied_database: str, private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
+    proxied_database: str, private_redis: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """gunicorn as deployed (gunicorn.conf.py), with two sync workers and a HOME of its own."""
     home = tmp_path_factory.mktemp("home")
@@ -337,7 +300,7 @@ def assert_database_unavailable(reply: Reply) -> None:
 
 
 def test_a_paused_redis_costs_each_request_a_bounded_wait(
-    server: Server, private_redis: PrivateRedis
+    server: Server, private_redis: RedisServer
 ) -> None:
     # With Redis up, both the limiter and the queue hold pooled connections to it.
     assert register(server, "early@example.com").status == 201

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -54,11 +53,12 @@ from tests.helpers import (
     PASSWORD,
     ROOT,
     Mailbox,
+    RedisServer,
     SMTPServer,
     flask_command,
     free_port,
     run_worker,
-    unavailable,
+    start_redis_server,
 )
 
 WAIT = 60  # seconds: the bound on any wait for a real process
@@ -79,62 +79,9 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> 
 # --- a private Redis ----------------------------------------------------------------------
 
 
-@dataclass
-class RedisServer:
-    """A redis-server of the test's own, which it may kill, restart (empty) and pause."""
-
-    directory: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                *("--port", str(self.port), "--bind", "127.0.0.1", "--save", ""),
-                *("--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = Redis.from_url(self.url, socket_connect_timeout=1)
-        wait_for(lambda: self._answers(client), "redis-server to start")
-        client.close()
-
-    @staticmethod
-    def _answers(client: Redis) -> bool:
-        try:
-            return bool(client.ping())
-        except Exception:
-            return False
-
-    def kill(self) -> None:
-        """Gone at once, as after a crash: what it held is lost (no persistence)."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGCONT)  # a paused server dies too
-            self.process.kill()
-            self.process.wait(timeout=WAIT)
-            self.process = None
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        unavailable("redis-server", FileNotFoundError("redis-server is not installed"))
-    server = RedisServer(tmp_path)
-    server.start()
+    server = start_redis_server(tmp_path)
     yield server
     server.kill()
 

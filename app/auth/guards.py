@@ -18,6 +18,7 @@ from flask_jwt_extended import current_user, jwt_required
 from app.db import db, read_without_transaction
 from app.errors import PermissionDenied, problem
 from app.extensions import jwt
+from app.http import READ_ONLY_METHODS
 from app.keys.ring import keyring
 from app.models import GroupName, RefreshToken, User, utcnow
 from app.openapi import BEARER
@@ -57,7 +58,7 @@ def load_caller(claims: dict[str, Any]) -> tuple[User | None, bool]:
         return None, True
     if not isinstance(family, str):
         return None, True
-    if request.method in ("GET", "HEAD"):
+    if request.method in READ_ONLY_METHODS:
         read_without_transaction()
     params = {"family": family, "user_id": user_id, "now": utcnow()}
     row = db.session.execute(_CALLER, params).first()
