@@ -31,6 +31,10 @@ RUN pip install --no-deps -r requirements-runtime.lock && pip check
 COPY app/ app/
 COPY migrations/ migrations/
 COPY wsgi.py gunicorn.conf.py pyproject.toml ./
+# PYTHONDONTWRITEBYTECODE above means no process ever caches its compiled code (pip already
+# compiled the libraries at install); compiled once here, every start of every process
+# skips compiling the app.
+RUN python -m compileall -q app migrations wsgi.py gunicorn.conf.py
 
 # The only writable place: SQLite file, mail outbox and uploads of the embedded default.
 RUN mkdir -p /app/instance && chown app:app /app/instance

@@ -16,12 +16,30 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from bench.common import LUA, BenchError, log, percentile
+from bench.common import BIN, LUA, ROOT, BenchError, log, percentile
 from bench.cpu import CpuProbe, Subject, used
 from bench.stack import ArrivalHandler, http_get, run_cli
 
 # How load.lua fills each request; see its header.
 Kind = Literal["none", "bearer", "body", "once"]
+
+
+def time_cli_start(env: dict[str, str], rounds: int = 5) -> float:
+    """Median wall time of `flask --app wsgi --help`: the interpreter's start and the app's
+    import, which every CLI command (and every worker start) pays before doing anything."""
+    timings = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        subprocess.run(
+            [str(BIN / "flask"), "--app", "wsgi", "--help"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        timings.append(time.perf_counter() - started)
+    return statistics.median(timings)
 
 
 @dataclass(frozen=True)

@@ -244,3 +244,28 @@ def test_importing_the_app_leaves_out_what_only_some_commands_need() -> None:
     )
     loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
     assert not loaded & {"boto3", "botocore", "alembic", "flask_migrate", "rq_scheduler"}
+
+
+def test_the_libraries_a_command_imports_are_compiled_once_at_install() -> None:
+    """Where PYTHONDONTWRITEBYTECODE is set (CI images, the Dockerfile) Python never caches what
+    it compiles, so every `flask` command compiled SQLAlchemy and friends from source again,
+    doubling the time to import the app. The install compiles them once."""
+    script = (
+        "import importlib.util, json, os, sys, sysconfig, wsgi\n"
+        "lib = sysconfig.get_path('purelib')\n"
+        "files = [m.__file__ for m in list(sys.modules.values())\n"
+        "         if (getattr(m, '__file__', None) or '').endswith('.py')]\n"
+        "print(json.dumps([f for f in files if f.startswith(lib)\n"
+        "                  and not os.path.exists(importlib.util.cache_from_source(f))]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=clean_environment(FLASK_SKIP_DOTENV="1", PYTHONDONTWRITEBYTECODE="1"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    uncompiled = json.loads(result.stdout)
+    assert uncompiled == [], f"{len(uncompiled)} compiled at every start: {uncompiled[:3]}"
