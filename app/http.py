@@ -17,8 +17,8 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter, Map
 
 MAX_ROW_ID = 2**31 - 1
-# Every GET and HEAD endpoint only reads: the guard reads them without a transaction, and a
-# lost database connection is retried for them (app/__init__.py).
+# Every GET and HEAD endpoint only reads: a lost database connection is retried for them
+# (app/__init__.py).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 BODY_TYPES = {"application/json", "multipart/form-data"}
 # The largest JSON body of ours is a reset: a token and a 128-character password, well under
@@ -98,7 +98,8 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
 
 
 def bearer_token() -> str | None:
-    """The token of `Authorization: Bearer <token>`, whatever the scheme's case."""
+    """The token of `Authorization: Bearer <token>`, or None: the scheme is read in any case
+    (RFC 9110 section 11.1), as login answers token_type "bearer"."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     return token.strip() or None if scheme.lower() == "bearer" else None
 
@@ -122,6 +123,9 @@ def _cap_body() -> None:
     Content-Length) it only stops reading at the cap: what was read so far would be handled
     as the whole body. So a chunked body is read here, one byte past the cap: more than the
     cap is a 413 like any other body, and the rest of the request reads what was kept."""
+    environ = request.environ
+    if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
+        return  # no body at all (every GET): nothing to cap
     upload_cap = current_app.config["MAX_CONTENT_LENGTH"]
     cap = upload_cap if request.mimetype == "multipart/form-data" else MAX_JSON_BODY
     cap = min(cap, upload_cap)
@@ -142,18 +146,6 @@ def no_store(response: Response) -> Response:
     response.headers["Cache-Control"] = "no-store"
     response.headers["Pragma"] = "no-cache"
     return response
-
-
-def _canonical_bearer_scheme() -> None:
-    """Accept `bearer`, `BEARER`, ... like `Bearer`.
-
-    The scheme is case-insensitive (RFC 9110 section 11.1), and login answers token_type
-    "bearer", but flask-jwt-extended only matches "Bearer" exactly. Its header is read from
-    the WSGI environ, so the scheme is rewritten there before any guard runs.
-    """
-    scheme, space, token = request.environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if space and scheme != "Bearer" and scheme.lower() == "bearer":
-        request.environ["HTTP_AUTHORIZATION"] = f"Bearer {token}"
 
 
 def _no_content_type_on_204(response: Response) -> Response:
@@ -185,7 +177,6 @@ def init_http(app: Flask) -> None:
     app.session_interface = NoCookieSession()
     app.before_request(_require_known_body_type)
     app.before_request(_cap_body)
-    app.before_request(_canonical_bearer_scheme)
     app.after_request(_no_content_type_on_204)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]

@@ -26,12 +26,12 @@ from typing import Any, TypeVar, cast
 
 import flask_smorest
 from flask import current_app, request
-from flask_jwt_extended import current_user
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, parse_many
 from limits.storage import MovingWindowSupport, Storage
 from marshmallow import ValidationError
 
+from app.auth.guards import current_caller
 from app.errors import InvalidInput, PermissionDenied, TooManyAttempts
 from app.extensions import limiter
 from app.schemas import normalise_email
@@ -81,7 +81,7 @@ def body_email() -> str:
 
 def caller() -> str:
     """Key of an authenticated endpoint's limit: the caller's account."""
-    return f"user:{current_user.id}"
+    return f"user:{current_caller().id}"
 
 
 def rate_limited(

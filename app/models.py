@@ -78,6 +78,10 @@ class User(db.Model):  # type: ignore[name-defined]
         back_populates="user", lazy="joined", cascade="all, delete-orphan", passive_deletes=True
     )
 
+    @property
+    def group_name(self) -> GroupName:
+        return self.group.name
+
     def activate(self) -> None:
         self.is_active = True
         self.deactivated_at = None

@@ -72,7 +72,7 @@ class UserSchema(Schema):
     email = fields.Email(required=True)
     is_active = fields.Boolean(required=True)
     group = fields.Function(
-        lambda user: user.group.name.value, metadata={"enum": [g.value for g in GroupName]}
+        lambda user: user.group_name.value, metadata={"enum": [g.value for g in GroupName]}
     )
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)

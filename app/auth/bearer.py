@@ -1,4 +1,4 @@
-"""The JWT manager, with an access token decoded once per request instead of four times.
+"""The JWT manager, with an access token decoded once instead of three times.
 
 flask-jwt-extended 4.7 decodes every token twice without checking it (its claims, then its
 header, for the key callback) before the decode that verifies it, and PyJWT validates every
@@ -18,7 +18,7 @@ from typing import Any
 from flask_jwt_extended import JWTManager
 from flask_jwt_extended.config import config
 from flask_jwt_extended.tokens import _decode_jwt
-from jwt import DecodeError, ExpiredSignatureError
+from jwt import DecodeError
 
 
 def unverified_header(encoded_token: str) -> dict[str, Any]:
@@ -34,31 +34,26 @@ def unverified_header(encoded_token: str) -> dict[str, Any]:
 
 
 class OneDecodeJWTManager(JWTManager):
-    # Overrides the method of flask-jwt-extended 4.7.x (pinned) that reads a token: the same
-    # arguments and the same errors, without its two unverified decodes.
+    # Overrides the method of flask-jwt-extended 4.7.x (pinned) that reads a token, which
+    # `decode_token` calls: the same arguments and errors, without its two unverified
+    # decodes. Errors are the guard's to answer (app/auth/guards.py), so an expired token's
+    # error carries nothing for flask-jwt-extended's own callbacks.
     def _decode_jwt_from_config(
         self, encoded_token: str, csrf_value: Any = None, allow_expired: bool = False
     ) -> dict[str, Any]:
-        header = unverified_header(encoded_token)
         # The callback is ours (app/auth/guards.py) and reads only the header.
-        secret = self._decode_key_callback(header, {})
-        kwargs: dict[str, Any] = {
-            "algorithms": config.decode_algorithms,
-            "audience": config.decode_audience,
-            "csrf_value": csrf_value,
-            "encoded_token": encoded_token,
-            "identity_claim_key": config.identity_claim_key,
-            "issuer": config.decode_issuer,
-            "leeway": config.leeway,
-            "secret": secret,
-            "verify_aud": config.decode_audience is not None,
-            "verify_sub": config.verify_sub,
-        }
-        try:
-            decoded: dict[str, Any] = _decode_jwt(**kwargs, allow_expired=allow_expired)
-        except ExpiredSignatureError as exc:
-            # What the expired-token callback receives, as flask-jwt-extended attaches it.
-            exc.jwt_header = header  # type: ignore[attr-defined]
-            exc.jwt_data = _decode_jwt(**kwargs, allow_expired=True)  # type: ignore[attr-defined]
-            raise
+        secret = self._decode_key_callback(unverified_header(encoded_token), {})
+        decoded: dict[str, Any] = _decode_jwt(
+            algorithms=config.decode_algorithms,
+            allow_expired=allow_expired,
+            audience=config.decode_audience,
+            csrf_value=csrf_value,
+            encoded_token=encoded_token,
+            identity_claim_key=config.identity_claim_key,
+            issuer=config.decode_issuer,
+            leeway=config.leeway,
+            secret=secret,
+            verify_aud=config.decode_audience is not None,
+            verify_sub=config.verify_sub,
+        )
         return decoded

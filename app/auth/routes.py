@@ -7,7 +7,7 @@ from typing import Any
 from flask import Response, request
 
 from app.auth import schemas, service
-from app.auth.guards import authenticated, current_account
+from app.auth.guards import authenticated, current_account, current_caller
 from app.auth.pages import PAGE_DOC, html_page
 from app.errors import NotAuthenticated
 from app.http import Blueprint, bearer_token, no_store
@@ -151,4 +151,4 @@ def reset_password(body: dict[str, str]) -> None:
 @blp.response(200, UserSchema)
 def me() -> Any:
     """The calling user, with the profile."""
-    return current_account()
+    return current_caller()
