@@ -236,6 +236,53 @@ def test_a_retired_key_is_dropped_once_every_token_it_signed_has_expired(
         assert db.session.get(SigningKey, old_kid) is None  # deleted by `keys ensure`
 
 
+# --- a token accepted once is remembered by its exact text, and checked again ----------------
+
+
+def test_a_token_changed_after_it_was_accepted_is_verified_again_and_refused(
+    client: FlaskClient, pair: dict[str, Any]
+) -> None:
+    token = pair["access_token"]
+    assert me(client, token).status_code == 200  # verified, and remembered by this process
+    header, payload, signature = token.split(".")
+    raised = b64url(json.dumps({**claims(token), "sub": "1", "group": "ADMIN"}).encode())
+    # A character early in the signature: the last one also carries padding bits.
+    flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    for forged in (
+        f"{header}.{raised}.{signature}",  # the claims another account's, the signature kept
+        f"{header}.{payload}.{flipped}",
+    ):
+        assert_401(me(client, forged))
+    assert me(client, token).status_code == 200
+
+
+def test_a_key_withdrawn_from_the_database_stops_tokens_already_accepted(
+    app_factory: Callable[..., Flask], mailbox: Mailbox
+) -> None:
+    # What an operator does with a key that leaked: a new key, and the old row deleted.
+    app = app_factory(SIGNING_KEY_CACHE_SECONDS=0)
+    client = app.test_client()
+    token = Accounts(client, mailbox).active_user("withdrawn@example.com")["access_token"]
+    assert me(client, token).status_code == 200
+    rotate(app)
+    with app.app_context():
+        db.session.execute(sa.delete(SigningKey).where(SigningKey.kid == kid_of(token)))
+        db.session.commit()
+    assert "not valid" in assert_401(me(client, token))["detail"]
+
+
+def test_a_token_accepted_before_is_refused_from_the_second_it_expires(
+    client: FlaskClient, pair: dict[str, Any]
+) -> None:
+    token = pair["access_token"]
+    assert me(client, token).status_code == 200
+    expires = claims(token)["exp"]
+    with time_machine.travel(expires - 2):
+        assert me(client, token).status_code == 200
+    with time_machine.travel(expires + 1):
+        assert "expired" in assert_401(me(client, token))["detail"]
+
+
 def test_keys_ensure_is_idempotent(app: Flask) -> None:
     runner = app.test_cli_runner()
     with app.app_context():

@@ -1,4 +1,5 @@
-"""The JWT manager, with an access token decoded once instead of three times.
+"""The JWT manager: an access token is decoded once instead of three times, and its
+signature checked once per process.
 
 flask-jwt-extended 4.7 decodes every token twice without checking it (its claims, then its
 header, for the key callback) before the decode that verifies it, and PyJWT validates every
@@ -6,6 +7,14 @@ base64 character of the whole token each time: a quarter of an authenticated req
 own CPU. The key callback needs only the header's kid, read here from the header segment
 alone; the one verifying decode then checks that same segment strictly, and its signature
 covers it, so a header read differently here only picks a key that fails.
+
+A client sends the same access token with every request for its whole life (15 minutes by
+default), and checking its Ed25519 signature and parsing it again each time was a fifth of
+an authenticated request's CPU. A signature holds for the same bytes whatever the hour, so
+each process keeps the claims of the tokens it has verified, by their exact text: a token
+that differs by one character is a different key and is verified in full. What can change
+is re-checked on every use: the clock (exp, iat, nbf, with the same leeway) and whether the
+token's signing key is still trusted. Revocation is the guard's query, run every time.
 """
 
 from __future__ import annotations
@@ -13,12 +22,21 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 
+from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
 from flask_jwt_extended.config import config
 from flask_jwt_extended.tokens import _decode_jwt
-from jwt import DecodeError
+from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError
+
+# Tokens remembered per process: about 1.5 KiB each, so at most a few MiB. Only tokens that
+# passed the full check get in, so a stranger cannot fill it; at worst one evicts tokens
+# that are then verified again.
+VERIFIED_TOKENS = 2048
 
 
 def unverified_header(encoded_token: str) -> dict[str, Any]:
@@ -33,7 +51,46 @@ def unverified_header(encoded_token: str) -> dict[str, Any]:
     return header
 
 
+class VerifiedTokens:
+    """The header and claims of verified tokens, by token text; least recently used first
+    out. One per app, shared by a worker's threads."""
+
+    def __init__(self, size: int = VERIFIED_TOKENS) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        with self._lock:
+            found = self._entries.get(token)
+            if found is not None:
+                self._entries.move_to_end(token)
+            return found
+
+    def put(self, token: str, header: dict[str, Any], claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries[token] = (header, claims)
+            self._entries.move_to_end(token)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+def _check_times(claims: dict[str, Any], leeway: float) -> None:
+    """PyJWT's checks of the time claims, for a token whose signature was checked before."""
+    now = time.time()
+    if "exp" in claims and claims["exp"] <= now - leeway:
+        raise ExpiredSignatureError("Signature has expired")
+    for claim in ("iat", "nbf"):
+        if claim in claims and claims[claim] > now + leeway:
+            raise ImmatureSignatureError(f"The token is not yet valid ({claim})")
+
+
 class OneDecodeJWTManager(JWTManager):
+    def init_app(self, app: Flask, add_context_processor: bool = False) -> None:
+        super().init_app(app, add_context_processor)
+        # Per app, as each app has its keys, issuer and audience.
+        app.extensions["verified_access_tokens"] = VerifiedTokens()
+
     # Overrides the method of flask-jwt-extended 4.7.x (pinned) that reads a token, which
     # `decode_token` calls: the same arguments and errors, without its two unverified
     # decodes. Errors are the guard's to answer (app/auth/guards.py), so an expired token's
@@ -41,8 +98,17 @@ class OneDecodeJWTManager(JWTManager):
     def _decode_jwt_from_config(
         self, encoded_token: str, csrf_value: Any = None, allow_expired: bool = False
     ) -> dict[str, Any]:
+        verified: VerifiedTokens = current_app.extensions["verified_access_tokens"]
+        # Only the guard's plain check is remembered (logout reads expired tokens too).
+        remembered = None if allow_expired or csrf_value else verified.get(encoded_token)
+        if remembered is not None:
+            header, claims = remembered
+            self._decode_key_callback(header, {})  # raises once its key is no longer trusted
+            _check_times(claims, config.leeway)
+            return dict(claims)
+        header = unverified_header(encoded_token)
         # The callback is ours (app/auth/guards.py) and reads only the header.
-        secret = self._decode_key_callback(unverified_header(encoded_token), {})
+        secret = self._decode_key_callback(header, {})
         decoded: dict[str, Any] = _decode_jwt(
             algorithms=config.decode_algorithms,
             allow_expired=allow_expired,
@@ -56,4 +122,6 @@ class OneDecodeJWTManager(JWTManager):
             verify_aud=config.decode_audience is not None,
             verify_sub=config.verify_sub,
         )
-        return decoded
+        if not allow_expired and not csrf_value:
+            verified.put(encoded_token, header, decoded)
+        return dict(decoded)
