@@ -104,20 +104,10 @@ def bearer_token() -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
-def _require_known_body_type() -> None:
-    """A body we cannot read is a 415, before any schema turns it into missing fields."""
-    environ = request.environ
-    if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
-        return  # no body at all (every GET): skip parsing the headers below
-    has_body = bool(request.content_length) or _is_chunked()
-    if has_body and request.mimetype not in BODY_TYPES and not request.mimetype.endswith("+json"):
-        raise UnsupportedMediaType(
-            "Send the body as application/json (multipart/form-data for the avatar upload)."
-        )
-
-
-def _cap_body() -> None:
-    """JSON bodies get a few KiB; only a multipart upload (the avatar) gets MAX_CONTENT_LENGTH.
+def _body_policy() -> None:
+    """Every request's body, before any view reads it: one we cannot read is a 415, before a
+    schema turns it into missing fields; JSON bodies get a few KiB, and only a multipart
+    upload (the avatar) gets MAX_CONTENT_LENGTH.
 
     Werkzeug refuses a Content-Length over the cap before reading, but a chunked body (no
     Content-Length) it only stops reading at the cap: what was read so far would be handled
@@ -125,12 +115,19 @@ def _cap_body() -> None:
     cap is a 413 like any other body, and the rest of the request reads what was kept."""
     environ = request.environ
     if "CONTENT_LENGTH" not in environ and "HTTP_TRANSFER_ENCODING" not in environ:
-        return  # no body at all (every GET): nothing to cap
+        return  # no body at all (every GET): skip parsing the headers below
+    chunked = _is_chunked()
+    if (request.content_length or chunked) and (
+        request.mimetype not in BODY_TYPES and not request.mimetype.endswith("+json")
+    ):
+        raise UnsupportedMediaType(
+            "Send the body as application/json (multipart/form-data for the avatar upload)."
+        )
     upload_cap = current_app.config["MAX_CONTENT_LENGTH"]
     cap = upload_cap if request.mimetype == "multipart/form-data" else MAX_JSON_BODY
     cap = min(cap, upload_cap)
     request.max_content_length = cap
-    if request.content_length is None and _is_chunked():
+    if request.content_length is None and chunked:
         request.max_content_length = cap + 1
         if len(request.get_data(cache=True)) > cap:
             raise RequestEntityTooLarge()
@@ -175,8 +172,7 @@ def init_http(app: Flask) -> None:
     app.url_map.merge_slashes = False
     app.url_map.strict_slashes = False
     app.session_interface = NoCookieSession()
-    app.before_request(_require_known_body_type)
-    app.before_request(_cap_body)
+    app.before_request(_body_policy)
     app.after_request(_no_content_type_on_204)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
