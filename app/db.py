@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import select
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TypeVar, cast
 
 import psycopg2
@@ -18,8 +16,9 @@ from psycopg2.extensions import (
     STATUS_PREPARED,
     STATUS_READY,
 )
-from sqlalchemy import Connection, CursorResult, Dialect, Executable, MetaData, event
+from sqlalchemy import Connection, CursorResult, Dialect, Executable, MetaData, Row, event
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -56,12 +55,9 @@ def init_db(app: Flask) -> None:
         elif db.engine.dialect.name == "postgresql":
             event.listen(db.engine, "checkout", _drop_closed_connection)
             event.listen(db.engine, "checkin", _back_to_transactions)
-            event.listen(
-                db.engine,
-                "before_cursor_execute",
-                _ServerPrepared(db.engine.dialect, _PREPARED),
-                retval=True,
-            )
+            server_prepared = _ServerPrepared(db.engine.dialect, _PREPARED)
+            event.listen(db.engine, "before_cursor_execute", server_prepared, retval=True)
+            event.listen(db.engine, "handle_error", server_prepared.stale)
             # Process-wide, as psycopg2 allows only one; it bounds waits only inside an app
             # context, where the deadlines are configured.
             psycopg2.extensions.set_wait_callback(_wait_with_deadline)
@@ -89,7 +85,15 @@ class _ServerPrepared:
     result columns and types stay SQLAlchemy's; only the text sent to the server changes.
     Each connection PREPAREs it at first use (a prepared statement lives as long as its
     session, and outlives a rollback); a connection the pool replaces starts again.
+
+    PostgreSQL fixes a prepared statement's result types: once a migration changes a column
+    it returns, every connection that prepared it is refused ("cached plan must not change
+    result type"), as is one whose statements were dropped (DISCARD ALL). Such a connection
+    counts as lost: the pool replaces it and those opened before it, and a read runs again.
     """
+
+    # feature_not_supported (the plan's result type) and invalid_sql_statement_name.
+    STALE = frozenset({"0A000", "26000"})
 
     def __init__(self, dialect: Dialect, statements: dict[str, ClauseElement]) -> None:
         numbered = PGDialect_psycopg2(paramstyle="numeric_dollar")
@@ -121,6 +125,12 @@ class _ServerPrepared:
             cursor.execute(prepare)
             done.add(name)
         return execute, parameters
+
+    def stale(self, context: ExceptionContext) -> None:
+        """handle_error: a prepared statement this connection can no longer run."""
+        code = getattr(context.original_exception, "pgcode", None)
+        if code in self.STALE and (context.statement or "").startswith("EXECUTE "):
+            context.is_disconnect = True
 
 
 def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
@@ -193,20 +203,30 @@ def _drop_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) ->
         raise InvalidatePoolError("the server closed the connection")
 
 
-@contextmanager
-def single_read() -> Iterator[Connection]:
-    """A connection of its own, returned to the pool at once, for one read on its own.
+def read_first(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
+    """The first row of one read, on a connection of its own, returned to the pool at once.
 
-    On PostgreSQL it runs in autocommit: one round trip instead of BEGIN, the statement and
-    ROLLBACK, and under READ COMMITTED a statement sees its own snapshot either way.
-    psycopg2's `autocommit` flag is set directly (and cleared at check-in): SQLAlchemy's
-    AUTOCOMMIT isolation level would cost a round trip to undo. It leaves the request's
-    session alone, so the read costs no session when nothing else needs one.
+    It leaves the request's session alone, so the read costs no session when nothing else
+    needs one. On PostgreSQL it runs in autocommit: one round trip instead of BEGIN, the
+    statement and ROLLBACK, and under READ COMMITTED a statement sees its own snapshot either
+    way. psycopg2's `autocommit` flag is set directly (and cleared at check-in): SQLAlchemy's
+    AUTOCOMMIT isolation level would cost a round trip to undo. A read that lost its
+    connection runs once more on a new one, whatever the request's method: it changes
+    nothing.
     """
+    try:
+        return _read_first(statement, params)
+    except DBAPIError as error:
+        if not lost_connection(error):
+            raise
+        return _read_first(statement, params)
+
+
+def _read_first(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
     with db.engine.connect() as connection:
         if connection.dialect.name == "postgresql":
             connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
-        yield connection
+        return connection.execute(statement, params).first()
 
 
 def _back_to_transactions(dbapi_connection: Any, _record: Any) -> None:

@@ -98,10 +98,17 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
 
 
 def bearer_token() -> str | None:
-    """The token of `Authorization: Bearer <token>`, or None: the scheme is read in any case
-    (RFC 9110 section 11.1), as login answers token_type "bearer"."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() or None if scheme.lower() == "bearer" else None
+    """The token of the Bearer credential in Authorization, or None when there is none.
+
+    The scheme is read in any case (RFC 9110 section 11.1: login answers token_type
+    "bearer"), separated from the token by any whitespace, and the header may list other
+    credentials beside it, comma-separated, as flask-jwt-extended read it. What follows the
+    scheme is returned as sent: a token with a space in it is not valid, not missing."""
+    for credential in request.headers.get("Authorization", "").split(","):
+        scheme_and_token = credential.strip().split(None, 1)
+        if scheme_and_token and scheme_and_token[0].lower() == "bearer":
+            return scheme_and_token[1] if len(scheme_and_token) == 2 else None
+    return None
 
 
 def _body_policy() -> None:

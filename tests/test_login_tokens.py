@@ -418,3 +418,27 @@ def test_the_bearer_scheme_is_case_insensitive(
     response = client.get("/auth/me", headers=header)
     assert response.status_code == 200, response.json
     assert response.json["email"] == "ada@example.com"
+
+
+def test_the_authorization_header_is_read_as_clients_send_it(
+    client: FlaskClient, accounts: Accounts
+) -> None:
+    # What flask-jwt-extended's reader took, kept when the guard took over reading it.
+    token = accounts.active_user("ada@example.com")["access_token"]
+    for accepted in (
+        f"Bearer\t{token}",
+        f"Bearer {token},",
+        f"Basic dXNlcjpwdw==, Bearer {token}",
+        f"  Bearer   {token}  ",
+    ):
+        response = client.get("/auth/me", headers={"Authorization": accepted})
+        assert response.status_code == 200, (accepted, response.json)
+    for sent, detail in (
+        ("Bearer", "Send an access token"),
+        ("Basic dXNlcjpwdw==", "Send an access token"),
+        (f"Bearer {token} extra", "not valid"),
+        (f"Bearer {token[:-4]}", "not valid"),
+    ):
+        assert (
+            detail in assert_401(client.get("/auth/me", headers={"Authorization": sent}))["detail"]
+        ), sent

@@ -12,7 +12,8 @@ from flask import Flask
 
 from app.db import db
 from app.models import User, UserGroup
-from tests.helpers import Accounts
+from app.users import seed_groups
+from tests.helpers import PASSWORD, Accounts, bearer, me
 
 
 def test_migrations_match_the_models(app: Flask) -> None:
@@ -69,3 +70,43 @@ def test_deleting_a_user_deletes_what_hangs_off_it(app: Flask, accounts: Account
         for table in ("user_profiles", "activation_tokens"):
             count = db.session.scalar(sa.text(f"SELECT count(*) FROM {table}"))  # noqa: S608
             assert count == 0, table
+
+
+def test_a_migration_that_changes_what_the_guard_reads_costs_no_request(
+    make_postgres_database: Callable[[str], str],
+) -> None:
+    """The guard's read is a prepared statement on PostgreSQL, whose result types the server
+    fixes: once a migration changes one of its columns, every connection that prepared it
+    is refused ("cached plan must not change result type"). Such a connection is replaced
+    and the read runs again, for a write's guard as for a GET."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+
+    url = make_postgres_database("guard")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
+    with app.app_context():
+        upgrade()
+        seed_groups()
+    email = "guard@example.com"
+    created = app.test_cli_runner().invoke(
+        args=["create-admin", "--email", email, "--password", PASSWORD]
+    )
+    assert created.exit_code == 0, created.output
+    client = app.test_client()
+    token = client.post("/auth/login", json={"email": email, "password": PASSWORD}).json[
+        "access_token"
+    ]
+    try:
+        assert me(client, token).status_code == 200  # prepared on the pooled connection
+        with app.app_context():
+            db.session.execute(sa.text("ALTER TABLE users ALTER COLUMN email TYPE varchar(400)"))
+            db.session.commit()
+        changed = client.patch(
+            "/auth/me/profile", json={"first_name": "Ada"}, headers=bearer(token)
+        )
+        assert changed.status_code == 200, changed.json
+        assert me(client, token).json["profile"]["first_name"] == "Ada"
+    finally:
+        with app.app_context():
+            db.engine.dispose()

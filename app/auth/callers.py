@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 import sqlalchemy as sa
 
-from app.db import prepared, single_read
+from app.db import prepared, read_first
 from app.models import Gender, GroupName, RefreshToken, User, UserGroup, UserProfile, utcnow
 
 
@@ -85,12 +85,10 @@ def load_caller(user_id: int, family: str) -> tuple[Caller | None, bool]:
     neither revoked nor expired: a token naming a family that was never issued is refused
     too, even with a valid signature.
     """
-    params = {"family": family, "user_id": user_id, "now": utcnow()}
-    with single_read() as connection:
-        row = connection.execute(_CALLER, params).first()
+    row = read_first(_CALLER, {"family": family, "user_id": user_id, "now": utcnow()})
     if row is None:
         return None, False
-    (id_, email, is_active, group_name, created_at, updated_at, profile_id, *rest) = row
+    id_, email, is_active, group_name, created_at, updated_at, profile_id, *rest = tuple(row)
     *profile, live = rest
     caller = Caller(
         id=id_,

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app, render_template
 from flask_jwt_extended import decode_token
+from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import InvalidTokenError
 from sqlalchemy.exc import IntegrityError
 
@@ -214,7 +215,7 @@ def logout(refresh_token: str, access_token: str | None) -> None:
         # The access token may be of another login of the same user; end that one too.
         try:
             access_claims = decode_token(access_token, allow_expired=True)
-        except (InvalidTokenError, ValueError, KeyError):
+        except (InvalidTokenError, JWTExtendedException, ValueError, KeyError):
             access_claims = {}
         if access_claims.get("type") == "access" and access_claims.get("sub") == str(
             record.user_id
