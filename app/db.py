@@ -7,7 +7,7 @@ import time
 from typing import Any, TypeVar, cast
 
 import psycopg2
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app, has_app_context, has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
 from psycopg2.extensions import (
     POLL_OK,
@@ -23,6 +23,8 @@ from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
+
+from app.http import READ_ONLY_METHODS
 
 E = TypeVar("E", bound=ClauseElement)
 
@@ -211,13 +213,15 @@ def read_first(statement: Executable, params: dict[str, Any]) -> Row[Any] | None
     statement and ROLLBACK, and under READ COMMITTED a statement sees its own snapshot either
     way. psycopg2's `autocommit` flag is set directly (and cleared at check-in): SQLAlchemy's
     AUTOCOMMIT isolation level would cost a round trip to undo. A read that lost its
-    connection runs once more on a new one, whatever the request's method: it changes
-    nothing.
+    connection runs once more on a new one when `App` would not run the whole request again
+    (it does for GET and HEAD): the read changes nothing, whatever the request's method.
     """
     try:
         return _read_first(statement, params)
     except DBAPIError as error:
-        if not lost_connection(error):
+        if not lost_connection(error) or (
+            has_request_context() and request.method in READ_ONLY_METHODS
+        ):
             raise
         return _read_first(statement, params)
 

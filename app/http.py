@@ -145,15 +145,17 @@ def _is_chunked() -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def no_store(response: Response) -> Response:
-    """Responses that carry tokens or personal data are kept by no cache (RFC 6749 5.1)."""
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
+def _response_headers(response: Response) -> Response:
+    """What every response says about itself.
 
-
-def _no_content_type_on_204(response: Response) -> Response:
-    """A 204 has no body, so nothing for a Content-Type to describe (RFC 9110 section 8.3)."""
+    No cache keeps a response unless its view says otherwise (the JWKS and the avatars set
+    their own Cache-Control): the API's answers carry tokens or personal data, which no
+    cache may keep (RFC 6749 section 5.1), and a route added later is covered without having
+    to remember it. A 204 has no body, so nothing for a Content-Type to describe (RFC 9110
+    section 8.3)."""
+    if "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
     if response.status_code == 204:
         response.headers.pop("Content-Type", None)
     return response
@@ -180,7 +182,7 @@ def init_http(app: Flask) -> None:
     app.url_map.strict_slashes = False
     app.session_interface = NoCookieSession()
     app.before_request(_body_policy)
-    app.after_request(_no_content_type_on_204)
+    app.after_request(_response_headers)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]

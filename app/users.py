@@ -5,7 +5,19 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from app.db import db
+from app.errors import NotAuthenticated
 from app.models import GroupName, User, UserGroup
+
+# Said when a token names an account that was deleted or deactivated since it was issued.
+ACCOUNT_GONE = "The account no longer exists or is not active."
+
+
+def active_user(user_id: int) -> User:
+    """The account `user_id`, which must exist and be active (else NotAuthenticated)."""
+    user = db.session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise NotAuthenticated(ACCOUNT_GONE)
+    return user
 
 
 def find_user_by_email(email: str) -> User | None:

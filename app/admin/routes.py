@@ -7,7 +7,7 @@ from typing import Any
 from marshmallow import RAISE
 
 from app.admin import schemas, service
-from app.auth.guards import STAFF, authenticated, current_account
+from app.auth.guards import STAFF, authenticated, current_caller
 from app.http import Blueprint
 from app.models import GroupName
 from app.schemas import UserSchema
@@ -47,7 +47,7 @@ def get_user(user_id: int) -> Any:
 @blp.alt_response(404, description=_NOT_FOUND)
 def activate_user(user_id: int) -> Any:
     """Activate the account (already active: unchanged); a pending activation link is spent."""
-    return service.activate_user(current_account(), user_id)
+    return service.activate_user(current_caller().id, user_id)
 
 
 @blp.route("/users/<id:user_id>/deactivate", methods=["POST"])
@@ -57,7 +57,7 @@ def activate_user(user_id: int) -> Any:
 @blp.alt_response(409, description="It would leave no active admin")
 def deactivate_user(user_id: int) -> Any:
     """Deactivate the account; its refresh and access tokens stop working at once."""
-    return service.deactivate_user(current_account(), user_id)
+    return service.deactivate_user(current_caller().id, user_id)
 
 
 @blp.route("/users/<id:user_id>/change-group", methods=["POST"])
@@ -68,4 +68,4 @@ def deactivate_user(user_id: int) -> Any:
 @blp.alt_response(409, description="It would leave no active admin")
 def change_group(body: dict[str, Any], user_id: int) -> Any:
     """Move the user to another group; it applies on the user's next request."""
-    return service.change_group(current_account(), user_id, body["group"])
+    return service.change_group(current_caller().id, user_id, body["group"])

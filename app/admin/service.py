@@ -62,36 +62,36 @@ def get_user(user_id: int) -> User:
     return user
 
 
-def activate_user(admin: User, user_id: int) -> User:
+def activate_user(admin_id: int, user_id: int) -> User:
     """Activate the account; any pending activation link is spent, so it cannot be replayed."""
     user = get_user(user_id)
     was_active = user.is_active
     user.activate()
     db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
     db.session.commit()
-    _audit("admin_user_activated", admin, user, is_active=(was_active, True))
+    _audit("admin_user_activated", admin_id, user, is_active=(was_active, True))
     return user
 
 
-def deactivate_user(admin: User, user_id: int) -> User:
+def deactivate_user(admin_id: int, user_id: int) -> User:
     """Deactivate the account; every session ends at once (refresh and access tokens)."""
     user = get_user(user_id)
     _keep_an_active_admin(user, "Deactivating")
     was_active = user.is_active
     user.deactivate()
-    # Refresh tokens are revoked; access tokens fail because the user loader refuses
-    # inactive users and their login family is now revoked too.
+    # Refresh tokens are revoked; access tokens fail at the next request, as the guard
+    # refuses an inactive account and a revoked login alike.
     tokens.revoke_user_sessions(user.id)
     # Every emailed link is spent: an activation link would undo the deactivation, a reset
     # link would still change the password of an account its owner may have lost.
     for model in (ActivationToken, PasswordResetToken):
         db.session.execute(sa.delete(model).where(model.user_id == user.id))
     db.session.commit()
-    _audit("admin_user_deactivated", admin, user, is_active=(was_active, False))
+    _audit("admin_user_deactivated", admin_id, user, is_active=(was_active, False))
     return user
 
 
-def change_group(admin: User, user_id: int, group: GroupName) -> User:
+def change_group(admin_id: int, user_id: int, group: GroupName) -> User:
     """Move the user to a group; guards read the stored group, so it applies on the next call."""
     user = get_user(user_id)
     previous = user.group.name
@@ -99,7 +99,7 @@ def change_group(admin: User, user_id: int, group: GroupName) -> User:
         _keep_an_active_admin(user, "Demoting")
     user.group = get_group(group)
     db.session.commit()
-    _audit("admin_group_changed", admin, user, group=(previous.value, group.value))
+    _audit("admin_group_changed", admin_id, user, group=(previous.value, group.value))
     return user
 
 
@@ -121,10 +121,10 @@ def _keep_an_active_admin(user: User, action: str) -> None:
         raise Conflict(f"{action} this user would leave no active admin.")
 
 
-def _audit(event: str, admin: User, user: User, **change: tuple[Any, Any]) -> None:
+def _audit(event: str, admin_id: int, user: User, **change: tuple[Any, Any]) -> None:
     audit(
         event,
-        admin_id=admin.id,
+        admin_id=admin_id,
         target_id=user.id,
         change={name: {"from": old, "to": new} for name, (old, new) in change.items()},
     )

@@ -4,12 +4,16 @@ A plain, read-only record rather than the ORM's `User`: every authenticated requ
 it, and the ORM's identity map and eager-loading path cost several times the query itself
 (issue 14). A route that changes the account loads the `User` it changes
 (`guards.current_account`).
+
+The statement's columns are the two records' fields in order: a Caller's six, the profile
+row's id (None: no profile), a CallerProfile's fields, then whether the login is live.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -55,7 +59,7 @@ _LIVE_LOGIN = (
     )
     .exists()
 )
-_PROFILE_COLUMNS = ("first_name", "last_name", "gender", "date_of_birth", "info", "avatar_key")
+_PROFILE_COLUMNS = [_profiles.c[field.name] for field in fields(CallerProfile)]
 _CALLER = prepared(
     "accounts_caller",
     sa.select(
@@ -66,7 +70,7 @@ _CALLER = prepared(
         _users.c.created_at,
         _users.c.updated_at,
         _profiles.c.id,
-        *(_profiles.c[name] for name in _PROFILE_COLUMNS),
+        *_PROFILE_COLUMNS,
         _LIVE_LOGIN,
     )
     .select_from(
@@ -88,15 +92,8 @@ def load_caller(user_id: int, family: str) -> tuple[Caller | None, bool]:
     row = read_first(_CALLER, {"family": family, "user_id": user_id, "now": utcnow()})
     if row is None:
         return None, False
-    id_, email, is_active, group_name, created_at, updated_at, profile_id, *rest = tuple(row)
-    *profile, live = rest
-    caller = Caller(
-        id=id_,
-        email=email,
-        is_active=is_active,
-        group_name=group_name,
-        created_at=created_at,
-        updated_at=updated_at,
-        profile=None if profile_id is None else CallerProfile(*profile),
-    )
-    return caller, not live
+    values: tuple[Any, ...] = tuple(row)
+    id_, email, is_active, group_name, created_at, updated_at, profile_id = values[:7]
+    profile = None if profile_id is None else CallerProfile(*values[7:-1])
+    caller = Caller(id_, email, is_active, group_name, created_at, updated_at, profile)
+    return caller, not values[-1]

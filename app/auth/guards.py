@@ -4,10 +4,9 @@ Every authenticated request reads the caller from the database, so a deactivated
 user, or an ended login, is refused at once, and authorization reads the stored group, never
 a claim.
 
-The guard is ours rather than flask-jwt-extended's `jwt_required`: that decorator read the
-token's header once more after verifying it and kept the user behind several proxies, a
-measurable share of a request that otherwise costs one query (issue 14). The token is still
-verified by flask-jwt-extended's `decode_token`, with the configuration it always had.
+The token is verified by flask-jwt-extended's `decode_token` (app/auth/bearer.py: once per
+process for a given token, its expiry and key at every use); the caller is read by one
+prepared statement (app/auth/callers.py).
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import ExpiredSignatureError, InvalidTokenError
 
 from app.auth.callers import Caller, load_caller
-from app.db import db
 from app.errors import NotAuthenticated, PermissionDenied
 from app.extensions import jwt
 from app.http import bearer_token
 from app.keys.ring import keyring
 from app.models import GroupName, User
 from app.openapi import BEARER
+from app.users import ACCOUNT_GONE, active_user
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,7 +36,6 @@ SEND_TOKEN = "Send an access token: Authorization: Bearer <token>."  # noqa: S10
 NOT_VALID = "The access token is not valid."
 EXPIRED = "The access token has expired; refresh it."
 REVOKED = "The access token has been revoked; log in again."
-GONE = "The account no longer exists or is not active."
 
 
 def register_jwt_callbacks() -> None:
@@ -75,7 +73,7 @@ def authenticate() -> Caller:
     if ended:
         raise NotAuthenticated(REVOKED)
     if caller is None or not caller.is_active:
-        raise NotAuthenticated(GONE)
+        raise NotAuthenticated(ACCOUNT_GONE)
     return caller
 
 
@@ -117,7 +115,4 @@ def current_caller() -> Caller:
 
 def current_account() -> User:
     """The caller's `User`, for a route that changes the account: one more read by key."""
-    user = db.session.get(User, current_caller().id)
-    if user is None or not user.is_active:  # deleted or deactivated since the guard's read
-        raise NotAuthenticated(GONE)
-    return user
+    return active_user(current_caller().id)  # deleted or deactivated since: refused

@@ -10,12 +10,11 @@ from app.auth import schemas, service
 from app.auth.guards import authenticated, current_account, current_caller
 from app.auth.pages import PAGE_DOC, html_page
 from app.errors import NotAuthenticated
-from app.http import Blueprint, bearer_token, no_store
+from app.http import Blueprint, bearer_token
 from app.limits import LOGIN_PER_ADDRESS, login_guarded, password_check_guarded, rate_limited
 from app.schemas import DetailSchema, UserSchema
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, login and tokens")
-blp.after_request(no_store)  # tokens, the caller's data and link pages stay out of every cache
 
 # The unauthenticated token endpoints: a token cannot be guessed, but each request costs a
 # lookup (and a reset an argon2 hash), so one address gets only so many.

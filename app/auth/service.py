@@ -37,7 +37,7 @@ from app.models import (
     UserProfile,
     utcnow,
 )
-from app.users import find_user_by_email, get_group
+from app.users import active_user, find_user_by_email, get_group
 
 RENEW_ACTIVATION = "Ask for a new activation link with POST /auth/activate/resend."
 RENEW_RESET = "Ask for a new reset link with POST /auth/password/forgot."
@@ -196,10 +196,7 @@ def _spend_refresh_token(refresh_token: str) -> RefreshToken:
 
 def refresh(refresh_token: str) -> dict[str, Any]:
     record = _spend_refresh_token(refresh_token)
-    user = db.session.get(User, record.user_id)
-    if user is None or not user.is_active:
-        db.session.rollback()
-        raise NotAuthenticated("The account is not active.")
+    user = active_user(record.user_id)  # refused: the spend is never committed
     pair = tokens.issue_token_pair(
         user, family_id=record.family_id, family_expires_at=record.expires_at
     )

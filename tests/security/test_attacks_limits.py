@@ -348,15 +348,22 @@ def test_item_10_a_real_gunicorn_answers_413_to_a_long_chunked_body(gunicorn_url
 # --- 15, 16: caching and redirects -------------------------------------------------------
 
 
-def test_item_15_token_responses_are_never_cached(client: FlaskClient, accounts: Accounts) -> None:
+def test_item_15_token_responses_are_never_cached(
+    app: Flask, client: FlaskClient, accounts: Accounts
+) -> None:
     pair = accounts.active_user("cached@example.com")
+    accounts.set_group(app, "cached@example.com", "ADMIN")
+    caller = bearer(pair["access_token"])
     responses = [
         client.post(
             "/auth/login",
             json={"email": "cached@example.com", "password": PASSWORD},
         ),
         client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
-        client.get("/auth/me", headers=bearer(pair["access_token"])),
+        client.get("/auth/me", headers=caller),
+        # Personal data outside /auth too: the profile and the admin's view of the users.
+        client.patch("/auth/me/profile", json={"first_name": "Ada"}, headers=caller),
+        client.get("/admin/users", headers=caller),
     ]
     for response in responses:
         assert response.status_code == 200
