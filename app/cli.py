@@ -10,7 +10,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from redis.exceptions import RedisError
 
-from app.auth import passwords, tokens
+from app.auth import passwords
+from app.auth.service import set_password
 from app.db import db
 from app.errors import DomainError
 from app.jobs.cleanup import delete_expired_tokens
@@ -67,9 +68,11 @@ def create_admin_command(email: str, password: str | None) -> None:
     else:
         action = "promoted"
         if password is not None:
-            _check_strength(password, email)
-            user.password_hash = passwords.hash_password(password)
-            tokens.revoke_user_sessions(user.id)  # as any password change: every login ends
+            # As any password change: every login ends, no reset link is left, a notice.
+            try:
+                set_password(user, password, field="password")
+            except DomainError as exc:
+                raise _refused(exc) from exc
     user.group = admin_group
     user.activate()
     db.session.commit()
@@ -82,10 +85,12 @@ def _check_strength(password: str, email: str) -> None:
     try:
         passwords.check_password_strength(password, email)
     except DomainError as exc:
-        raise click.BadParameter(
-            " ".join(m for messages in (exc.errors or {}).values() for m in messages),
-            param_hint="--password",
-        ) from exc
+        raise _refused(exc) from exc
+
+
+def _refused(exc: DomainError) -> click.BadParameter:
+    reasons = " ".join(m for messages in (exc.errors or {}).values() for m in messages)
+    return click.BadParameter(reasons or exc.detail, param_hint="--password")
 
 
 @click.command("cleanup-tokens")

@@ -83,6 +83,25 @@ class TestCommandLine:
         refreshed = client.post("/auth/refresh", json={"refresh_token": before["refresh_token"]})
         assert refreshed.status_code == 401
 
+    def test_create_admin_with_password_spends_a_reset_link_sent_before(
+        self, app: Flask, accounts: Accounts
+    ) -> None:
+        # A reset link already in someone's mailbox must not undo the password an operator set.
+        accounts.active_user("member@example.com")
+        sent = accounts.client.post("/auth/password/forgot", json={"email": "member@example.com"})
+        assert sent.status_code == 202
+        link = accounts.mailbox.last_token("member@example.com")
+        new_password = "marble lantern exquisite harbour"
+        result = app.test_cli_runner().invoke(
+            args=["create-admin", "--email", "member@example.com", "--password", new_password]
+        )
+        assert result.exit_code == 0, result.output
+        undone = accounts.client.post(
+            "/auth/password/reset", json={"token": link, "new_password": "quiet harbour velvet"}
+        )
+        assert undone.status_code == 400
+        accounts.login("member@example.com", new_password)
+
     def test_create_admin_refuses_a_weak_password_for_an_existing_user_saying_why(
         self, app: Flask, accounts: Accounts
     ) -> None:

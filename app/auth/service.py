@@ -226,7 +226,7 @@ def change_password(user: User, old_password: str, new_password: str) -> None:
     if not passwords.verify_password(user.password_hash, old_password):
         audit("password_change_failed", user_id=user.id)
         raise WrongPassword("The current password is wrong.")
-    _set_password(user, new_password, field="new_password")
+    set_password(user, new_password, field="new_password")
     db.session.commit()
     audit("password_changed", user_id=user.id)
 
@@ -254,7 +254,7 @@ def reset_password(secret: str, new_password: str) -> None:
     user = tokens.spend_email_token(PasswordResetToken, secret, RENEW_RESET)
     if user.deactivated_at is not None:  # a link that outlived the deactivation (a race)
         raise InvalidToken(f"This link is invalid or has already been used. {RENEW_RESET}")
-    _set_password(user, new_password, field="new_password")
+    set_password(user, new_password, field="new_password")
     activates = not user.is_active
     if activates:
         # The link reached the mailbox: it proves the address as an activation link does.
@@ -266,7 +266,7 @@ def reset_password(secret: str, new_password: str) -> None:
         audit("user_activated", user_id=user.id, by="password_reset")
 
 
-def _set_password(user: User, new_password: str, field: str) -> None:
+def set_password(user: User, new_password: str, field: str) -> None:
     """Set a new password: strength rule, every session ended, no reset link left, a notice."""
     if passwords.verify_password(user.password_hash, new_password):
         raise InvalidInput(
