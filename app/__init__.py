@@ -80,7 +80,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     install_hooks()
     register_jwt_callbacks()
 
-    # Every URL's handler, in one list: /auth, /auth/me, /admin, /health, /.well-known, /media.
+    # Every API URL's handler, in one list: /auth, /auth/me, /admin, /health, /.well-known,
+    # /media (/docs and /openapi.json: init_docs and flask-smorest).
     blueprints = [
         auth_routes.blp,
         profile_routes.blp,

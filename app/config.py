@@ -25,8 +25,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.retry import Retry
 
 SIGNING_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
-# Every key value this repository ever published as an example: whoever read it can sign
-# tokens with it, so production refuses it whatever its length.
+# Every key value this repository ever published as an example: whoever read it could read
+# what the key protects (SECRET_KEY encrypts the signing keys at rest and the email outbox),
+# so production refuses it whatever its length.
 PUBLISHED_EXAMPLE_KEYS = frozenset(
     {
         "dev-secret-key-not-for-production",
@@ -90,7 +91,8 @@ def read_dotenv() -> None:
 def development_keys(instance: Path) -> dict[str, str]:
     """The signing keys of the embedded default: random, made once per checkout and kept in
     `instance/` (git ignores it, and only the owner may read it). A key written in the code
-    would be everyone's key: anyone who read the repository could sign an admin token."""
+    would be everyone's key: anyone who read the repository could decrypt the signing key
+    stored in a copy of the database, and so sign an admin token."""
     path = instance / DEV_SECRETS_FILE
     try:
         keys = json.loads(path.read_text())
@@ -223,16 +225,14 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
     # process counts in memory until Redis answers again.
     config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
-    # Only the JSON body and the Authorization header carry tokens; no cookies, so no CSRF.
-    config.setdefault("JWT_TOKEN_LOCATION", ["headers"])
     # Access tokens are signed by app.keys with EdDSA; decoding accepts that one algorithm,
-    # our issuer and our audience, whatever a token's header asks for. JWT_SECRET_KEY signs
-    # nothing any more (refresh tokens are opaque strings).
+    # our issuer and our audience, whatever a token's header asks for (flask-jwt-extended
+    # adds JWT_ALGORITHM, HS256 by default, to the accepted ones, hence set here too).
+    # JWT_SECRET_KEY signs nothing any more (refresh tokens are opaque strings).
     config["JWT_ALGORITHM"] = "EdDSA"
     config["JWT_DECODE_ALGORITHMS"] = ["EdDSA"]
     config["JWT_DECODE_ISSUER"] = config["PUBLIC_BASE_URL"]
     config["JWT_DECODE_AUDIENCE"] = config["JWT_AUDIENCE"]
-    config.setdefault("JWT_ERROR_MESSAGE_KEY", "detail")
     # Flask's own defaults already hold MAX_CONTENT_LENGTH = None (no limit): setdefault
     # would keep that, so an unset or None limit is replaced here.
     if config.get("MAX_CONTENT_LENGTH") is None:

@@ -16,18 +16,14 @@ from flask_sqlalchemy import SQLAlchemy
 
 
 class MigrationSettings:
-    """The fields of Flask-Migrate's own `_MigrateConfig`, which its functions and
-    migrations/env.py read."""
+    """The fields of Flask-Migrate's own `_MigrateConfig` that its functions read; env.py
+    takes the metadata from `db`."""
 
     def __init__(self, db: SQLAlchemy, directory: str) -> None:
         self.db = db
         self.directory = directory
         # SQLite alters tables only by copying them, which Alembic's batch mode does.
         self.configure_args: dict[str, Any] = {"compare_type": True, "render_as_batch": True}
-
-    @property
-    def metadata(self) -> Any:
-        return self.db.metadata
 
     @cached_property
     def migrate(self) -> Any:

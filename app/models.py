@@ -139,7 +139,8 @@ class PasswordResetToken(_EmailToken, db.Model):  # type: ignore[name-defined]
 
 
 class RefreshToken(db.Model):  # type: ignore[name-defined]
-    """A refresh token issued to a login ("family"); rows double as the session blocklist.
+    """A refresh token issued to a login ("family"); its rows also say which logins live: a
+    login's access tokens work while its family has a row neither revoked nor expired.
 
     The token is an opaque random string; only its SHA-256 is stored."""
 

@@ -166,6 +166,18 @@ def processes(
 # --- helpers ------------------------------------------------------------------------------
 
 
+def burst_worker(database_url: str, redis: RedisServer, smtp_port: int) -> None:
+    """`flask rq worker --burst` in a process of its own: runs what is queued, then exits."""
+    flask_command(
+        "rq",
+        "worker",
+        "--burst",
+        database_url=database_url,
+        redis_url=redis.url,
+        smtp_port=smtp_port,
+    )
+
+
 def outbox_rows(app: Flask) -> list[EmailOutbox]:
     with app.app_context():
         rows = list(db.session.scalars(sa.select(EmailOutbox).order_by(EmailOutbox.id)))
@@ -438,14 +450,7 @@ def test_no_email_is_lost_when_redis_is_down_at_commit(
     assert get_queue(app).count == 0
     assert sweep(app) == 0  # within the bound the first dispatch may still be on its way
     assert sweep(app, after=SWEEP_AFTER + 1) == 4
-    flask_command(
-        "rq",
-        "worker",
-        "--burst",
-        database_url=database_url,
-        redis_url=private_redis.url,
-        smtp_port=smtp_server.port,
-    )
+    burst_worker(database_url, private_redis, smtp_server.port)
 
     assert_delivered_once_each(app, mailbox, [*newcomers, "forgetful@example.com"])
     # The links work: the emails carry what the requests promised.
@@ -489,14 +494,7 @@ def test_a_worker_killed_mid_send_is_replaced_by_the_sweep_with_the_same_message
 
     assert sweep(app) == 0  # not yet: a live send could still be running
     assert sweep(app, after=SWEEP_AFTER + 1) == 1
-    flask_command(
-        "rq",
-        "worker",
-        "--burst",
-        database_url=database_url,
-        redis_url=private_redis.url,
-        smtp_port=unanswered_smtp.port,
-    )
+    burst_worker(database_url, private_redis, unanswered_smtp.port)
 
     # The server kept the first copy, whose answer never came; the re-send is the same
     # message: at most one duplicate, with the same Message-ID.
@@ -587,14 +585,7 @@ def test_no_cleanup_piles_up_while_the_worker_is_away(
     assert queued.count(CLEANUP_JOB_ID) == 1
     assert queued.count(SWEEP_JOB_ID) == 1
 
-    flask_command(
-        "rq",
-        "worker",
-        "--burst",
-        database_url=database_url,
-        redis_url=private_redis.url,
-        smtp_port=smtp_server.port,
-    )
+    burst_worker(database_url, private_redis, smtp_server.port)
     assert cleanup_runs(conn) == 1
     conn.close()
 

@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "accounts"
 PENDING_KEY = "pending_jobs"
-# Email jobs: five retries spread over about a quarter of an hour, then RQ's failed-job registry.
+# Email jobs: five retries spread over about a quarter of an hour; after that the outbox sweep
+# (app/jobs/outbox.py) dispatches the email again on its own schedule.
 RETRY_INTERVALS = [30, 60, 120, 240, 450]
 # RQ kills a job's work horse after this long; an SMTP conversation is bounded well within it.
 JOB_TIMEOUT = 60

@@ -30,8 +30,6 @@ from tests.helpers import (
     run_worker,
 )
 
-pytest_plugins = ["tests.fixtures_storage"]
-
 
 @functools.cache
 def rgba_png_of_zeros(width: int, height: int) -> bytes:
