@@ -12,9 +12,10 @@ export FLASK_APP := wsgi
 # either, so every `flask` command compiled SQLAlchemy and friends from source again: 2.3 s
 # to import the app instead of 1.1 s. compileall also covers a venv installed before, which
 # uv's --compile-bytecode would not; a few packages ship test data that is not Python 3,
-# which it reports and skips (hence the || true).
+# which it reports and skips (hence the || true). A venv without pip (python3-venv was
+# missing) is made again rather than left half-built.
 $(VENV)/.installed: requirements.lock pyproject.toml Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
 	$(BIN)/python -m compileall -q -j 0 $$($(BIN)/python -c "import sysconfig; print(sysconfig.get_path('purelib'))") >/dev/null || true
@@ -57,7 +58,7 @@ test-tools:
 		command -v $$tool >/dev/null || missing="$$missing $$tool"; \
 	done; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 lint: install
