@@ -16,7 +16,7 @@ from app.admin import routes as admin_routes
 from app.auth import routes as auth_routes
 from app.auth.guards import register_jwt_callbacks
 from app.cli import register_cli
-from app.config import finalize_config, load_config
+from app.config import INSTANCE_DIR, finalize_config, load_config
 from app.db import db, init_db, lost_connection
 from app.docs import init_docs
 from app.errors import register_error_handlers
@@ -61,7 +61,7 @@ class App(Flask):
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = App(__name__, instance_relative_config=True)
+    app = App(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=True)
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
     finalize_config(app.config)

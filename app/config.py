@@ -43,6 +43,9 @@ MIN_KEY_DISTINCT_CHARACTERS = 10
 MIN_KEY_ENTROPY_BITS = 96
 KEY_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
 DEV_SECRETS_FILE = "dev-secrets.json"
+# The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
+# app/, wherever a process is started from.
+INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 # Seconds a request waits for Redis to connect, and then for each answer.
 REDIS_TIMEOUT = 1.0
 
@@ -299,6 +302,6 @@ def check_environment_or_exit() -> None:
     Called by gunicorn's master (gunicorn.conf.py) before it forks, since a worker that
     fails at import is only restarted, and by `wsgi.py` for the flask commands."""
     try:
-        finalize_config(load_config(str(Path("instance").resolve())))
+        finalize_config(load_config(str(INSTANCE_DIR)))
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")

@@ -229,6 +229,14 @@ def test_a_production_misconfiguration_stops_gunicorn_with_one_line(tmp_path: Pa
     assert_one_clear_line(result)
 
 
+def test_a_command_started_elsewhere_uses_the_apps_own_instance_folder(tmp_path: Path) -> None:
+    # The start-up check read `instance/` from the working directory while the app read its
+    # own, so a command started elsewhere made a second set of development keys there.
+    result = flask(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "instance").exists()
+
+
 def test_importing_the_app_leaves_out_what_only_some_commands_need() -> None:
     """boto3 (S3 avatars), alembic (migrations, readiness) and rq-scheduler are imported
     where they are used, so `flask create-admin` or a worker start does not pay for them."""
