@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import secrets
 import smtplib
-import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,19 +23,22 @@ log = logging.getLogger(__name__)
 class BoundedConnection(Connection):
     """Flask-Mail's SMTP connection with a timeout on every socket operation.
 
-    Flask-Mail opens `smtplib.SMTP(server, port)` with no timeout, so a server that stops
-    answering holds the job until RQ kills it. A socket takes the process's default timeout
-    when it is created, and smtplib's own sockets (the TLS one too) keep it, so the default
-    is set for the moment the connection opens.
+    Flask-Mail 0.10 opens `smtplib.SMTP(server, port)` with no timeout, so a server that stops
+    answering held the job until RQ killed it. This is its `configure_host` with the timeout
+    given to smtplib, whose socket (the TLS one after STARTTLS too) keeps it; the process's
+    default timeout, which other threads' sockets would take, is left alone.
     """
 
     def configure_host(self) -> smtplib.SMTP | smtplib.SMTP_SSL:
-        previous = socket.getdefaulttimeout()
-        socket.setdefaulttimeout(current_app.config["MAIL_TIMEOUT"])
-        try:
-            return super().configure_host()
-        finally:
-            socket.setdefaulttimeout(previous)
+        mail = self.mail
+        smtp = smtplib.SMTP_SSL if mail.use_ssl else smtplib.SMTP
+        host = smtp(mail.server, mail.port, timeout=current_app.config["MAIL_TIMEOUT"])
+        host.set_debuglevel(int(mail.debug))
+        if mail.use_tls:
+            host.starttls()
+        if mail.username and mail.password:
+            host.login(mail.username, mail.password)
+        return host
 
 
 def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
