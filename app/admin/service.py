@@ -67,7 +67,7 @@ def activate_user(admin_id: int, user_id: int) -> User:
     user = get_user(user_id)
     was_active = user.is_active
     user.activate()
-    db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
+    tokens.drop_email_tokens(user.id, ActivationToken)
     db.session.commit()
     _audit("admin_user_activated", admin_id, user, is_active=(was_active, True))
     return user
@@ -84,8 +84,7 @@ def deactivate_user(admin_id: int, user_id: int) -> User:
     tokens.revoke_user_sessions(user.id)
     # Every emailed link is spent: an activation link would undo the deactivation, a reset
     # link would still change the password of an account its owner may have lost.
-    for model in (ActivationToken, PasswordResetToken):
-        db.session.execute(sa.delete(model).where(model.user_id == user.id))
+    tokens.drop_email_tokens(user.id, ActivationToken, PasswordResetToken)
     db.session.commit()
     _audit("admin_user_deactivated", admin_id, user, is_active=(was_active, False))
     return user

@@ -14,6 +14,8 @@ from app.http import Blueprint, bearer_token
 from app.limits import LOGIN_PER_ADDRESS, login_guarded, password_check_guarded, rate_limited
 from app.schemas import DetailSchema, UserSchema
 
+ACTIVATED = "Your account is active; you can log in now."
+
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Registration, login and tokens")
 
 # The unauthenticated token endpoints: a token cannot be guessed, but each request costs a
@@ -41,7 +43,7 @@ def activation_page() -> Response:
     return html_page(
         "pages/activate.html",
         token=request.args.get("token", ""),
-        success="Your account is active; you can log in now.",
+        success=ACTIVATED,
     )
 
 
@@ -53,7 +55,7 @@ def activation_page() -> Response:
 def activate(body: dict[str, str]) -> dict[str, str]:
     """Activate the account the token was issued to; the token is spent."""
     service.activate(body["token"])
-    return {"detail": "Your account is active; you can log in now."}
+    return {"detail": ACTIVATED}
 
 
 @blp.route("/activate/resend", methods=["POST"])

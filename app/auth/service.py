@@ -41,6 +41,7 @@ from app.users import active_user, find_user_by_email, get_group
 
 RENEW_ACTIVATION = "Ask for a new activation link with POST /auth/activate/resend."
 RENEW_RESET = "Ask for a new reset link with POST /auth/password/forgot."
+EMAIL_TAKEN = "An account with this email already exists."
 
 
 def _queue_email(to: str, template: str, subject: str, **context: Any) -> None:
@@ -86,11 +87,11 @@ def register(email: str, password: str) -> User:
             db.session.rollback()
             user = _pending_account(email)
             if user is None:
-                raise Conflict("An account with this email already exists.") from exc
+                raise Conflict(EMAIL_TAKEN) from exc
             registered_before = True
     user.password_hash = password_hash
     # The contract: a registration again kills every older link (a reset link too).
-    db.session.execute(sa.delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    tokens.drop_email_tokens(user.id, PasswordResetToken)
     _queue_activation_email(user)  # replaces any older activation link
     db.session.commit()
     audit("user_registered", user_id=user.id, registered_before=registered_before)
@@ -104,7 +105,7 @@ def _pending_account(email: str) -> User | None:
     # SQLite runs one writer at a time): each replaces the password and links in turn.
     user = db.session.scalar(sa.select(User).where(User.email == email).with_for_update(of=User))
     if user is not None and (user.is_active or user.deactivated_at is not None):
-        raise Conflict("An account with this email already exists.")
+        raise Conflict(EMAIL_TAKEN)
     return user
 
 
@@ -259,7 +260,7 @@ def reset_password(secret: str, new_password: str) -> None:
     if activates:
         # The link reached the mailbox: it proves the address as an activation link does.
         user.activate()
-        db.session.execute(sa.delete(ActivationToken).where(ActivationToken.user_id == user.id))
+        tokens.drop_email_tokens(user.id, ActivationToken)
     db.session.commit()
     audit("password_reset", user_id=user.id)
     if activates:
@@ -276,7 +277,7 @@ def set_password(user: User, new_password: str, field: str) -> None:
     passwords.check_password_strength(new_password, user.email, field=field)
     user.password_hash = passwords.hash_password(new_password)
     tokens.revoke_user_sessions(user.id)
-    db.session.execute(sa.delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    tokens.drop_email_tokens(user.id, PasswordResetToken)
     _queue_email(
         user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
     )

@@ -23,12 +23,18 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def drop_email_tokens(user_id: int, *models: EmailTokenModel) -> None:
+    """Spend the user's emailed links of these kinds, sent or not: none works any more."""
+    for model in models:
+        db.session.execute(sa.delete(model).where(model.user_id == user_id))
+
+
 def issue_email_token(model: EmailTokenModel, user: User, ttl_seconds: int) -> str:
     """Replace the user's token of this kind with a new one; return the secret for the email.
 
     32 random bytes from `secrets` (256 bits); only the SHA-256 is stored.
     """
-    db.session.execute(sa.delete(model).where(model.user_id == user.id))
+    drop_email_tokens(user.id, model)
     secret = secrets.token_urlsafe(32)
     db.session.add(
         model(

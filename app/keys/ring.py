@@ -138,7 +138,7 @@ def _read_live_keys() -> list[SigningKey]:
 
 
 def _current(keys: list[SigningKey]) -> SigningKey | None:
-    return next((key for key in keys if key.retired_at is None), None)
+    return next((key for key in keys if service.is_current(key)), None)
 
 
 def init_keys(app: Flask) -> None:

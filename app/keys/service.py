@@ -108,10 +108,17 @@ def live_keys(session: Session) -> list[SigningKey]:
     return list(session.scalars(statement))
 
 
+# The current key: the unretired one of the algorithm in use. `is_current` says the same of a
+# loaded key.
+CURRENT = sa.and_(SigningKey.alg == ALGORITHM, SigningKey.retired_at.is_(None))
+
+
+def is_current(key: SigningKey) -> bool:
+    return key.alg == ALGORITHM and key.retired_at is None
+
+
 def current_key(session: Session) -> SigningKey | None:
-    return session.scalar(
-        sa.select(SigningKey).where(SigningKey.alg == ALGORITHM, SigningKey.retired_at.is_(None))
-    )
+    return session.scalar(sa.select(SigningKey).where(CURRENT))
 
 
 def ensure_key() -> SigningKey | None:
@@ -143,11 +150,7 @@ def rotate_key() -> SigningKey:
     """Retire the current key and make a new one current, in one transaction."""
     with _own_session() as session:
         _drop_expired_keys(session)
-        session.execute(
-            sa.update(SigningKey)
-            .where(SigningKey.alg == ALGORITHM, SigningKey.retired_at.is_(None))
-            .values(retired_at=utcnow())
-        )
+        session.execute(sa.update(SigningKey).where(CURRENT).values(retired_at=utcnow()))
         key = new_signing_key()
         session.add(key)
         try:
