@@ -18,7 +18,7 @@ from werkzeug.routing import IntegerConverter, Map
 
 MAX_ROW_ID = 2**31 - 1
 # Every GET and HEAD endpoint only reads: a lost database connection is retried for them
-# (app/__init__.py).
+# (app/factory.py).
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 BODY_TYPES = {"application/json", "multipart/form-data"}
 # The largest JSON body of ours is a reset: a token and a 128-character password, well under

@@ -237,6 +237,30 @@ def test_a_command_started_elsewhere_uses_the_apps_own_instance_folder(tmp_path:
     assert not (tmp_path / "instance").exists()
 
 
+def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
+    """gunicorn.conf.py runs in the master, which forks every worker, also after a reload
+    (SIGHUP). Had reading its settings imported the app, each new worker would inherit the
+    master's copy and serve the code of the first start, not the code on disk."""
+    script = (
+        "import json, runpy, sys\n"
+        "runpy.run_path('gunicorn.conf.py')\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=clean_environment(FLASK_SKIP_DOTENV="1"),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    loaded = set(json.loads(result.stdout))
+    ours = sorted(name for name in loaded if name.startswith("app."))
+    assert ours == ["app.access_log", "app.config"]
+    assert not loaded & {"flask", "flask_sqlalchemy", "sqlalchemy"}
+
+
 def test_importing_the_app_leaves_out_what_only_some_commands_need() -> None:
     """boto3 (S3 avatars), alembic (migrations, readiness) and rq-scheduler are imported
     where they are used, so `flask create-admin` or a worker start does not pay for them."""
