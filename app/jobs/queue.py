@@ -10,7 +10,6 @@ hand-over was lost.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -124,10 +123,6 @@ class Backoff:
         self.delay = self.first
 
     def wait(self) -> None:
-        # A stop signal while waiting ends the process at once: the handlers RQ installed
-        # would ask Redis, which is the thing that is away.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
         time.sleep(self.delay)
         self.delay = min(self.delay * 2, self.most)
 

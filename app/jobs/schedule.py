@@ -178,7 +178,6 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
                         extra={"error": str(exc), "retry_in": backoff.delay},
                     )
                     backoff.wait()
-                    self._install_signal_handlers()
                     continue
                 backoff.reset()
                 if burst:

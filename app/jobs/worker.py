@@ -11,6 +11,7 @@ loop); `run_worker` starts a new one after a back-off, so no supervisor is neede
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from typing import Any
 
@@ -90,4 +91,8 @@ def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:
             )
         if time.monotonic() - started > backoff.most:
             backoff.reset()  # it ran a good while: this is a new outage, not the same one
+        # A stop signal while waiting ends the process at once: the handlers RQ installed
+        # would ask Redis, which is the thing that is away.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         backoff.wait()
