@@ -13,7 +13,9 @@ from app.db import db
 from app.http import Blueprint
 from app.jobs.queue import redis_connection
 
-blp = Blueprint("health", __name__, url_prefix="/health", description="Service health")
+blp = Blueprint(
+    "health", __name__, url_prefix="/health", description="Service health", cacheable=True
+)
 
 
 class StatusSchema(Schema):

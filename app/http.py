@@ -94,7 +94,16 @@ class RowIdConverter(IntegerConverter):
 
 
 class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]
+    """The API's blueprints. Their answers carry tokens or personal data, so no cache keeps
+    them, unless the blueprint says `cacheable=True` and its views set Cache-Control (the
+    JWKS, the avatars) or have nothing to keep private (/health)."""
+
     ARGUMENTS_PARSER = JSONBodyParser()
+
+    def __init__(self, *args: Any, cacheable: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not cacheable:
+            self.after_request(no_store)
 
 
 def bearer_token() -> str | None:
@@ -145,17 +154,15 @@ def _is_chunked() -> bool:
     return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
 
 
-def _response_headers(response: Response) -> Response:
-    """What every response says about itself.
+def no_store(response: Response) -> Response:
+    """Responses that carry tokens or personal data are kept by no cache (RFC 6749 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
 
-    No cache keeps a response unless its view says otherwise (the JWKS and the avatars set
-    their own Cache-Control): the API's answers carry tokens or personal data, which no
-    cache may keep (RFC 6749 section 5.1), and a route added later is covered without having
-    to remember it. A 204 has no body, so nothing for a Content-Type to describe (RFC 9110
-    section 8.3)."""
-    if "Cache-Control" not in response.headers:
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Pragma"] = "no-cache"
+
+def _no_content_type_on_204(response: Response) -> Response:
+    """A 204 has no body, so nothing for a Content-Type to describe (RFC 9110 section 8.3)."""
     if response.status_code == 204:
         response.headers.pop("Content-Type", None)
     return response
@@ -182,7 +189,7 @@ def init_http(app: Flask) -> None:
     app.url_map.strict_slashes = False
     app.session_interface = NoCookieSession()
     app.before_request(_body_policy)
-    app.after_request(_response_headers)
+    app.after_request(_no_content_type_on_204)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=0)  # type: ignore[method-assign]

@@ -13,7 +13,11 @@ from app.http import Blueprint
 from app.storage import LOCAL_TYPES, PRESIGNED_URL_TTL, LocalStorage, avatar_storage
 
 blp = Blueprint(
-    "media", __name__, url_prefix="/media", description="Avatars, when kept in the local folder"
+    "media",
+    __name__,
+    url_prefix="/media",
+    description="Avatars, when kept in the local folder",
+    cacheable=True,
 )
 
 

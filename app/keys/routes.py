@@ -13,6 +13,7 @@ blp = Blueprint(
     __name__,
     url_prefix="/.well-known",
     description="The public keys that verify our access tokens",
+    cacheable=True,
 )
 
 # Short: a verifier that meets an unknown kid fetches again anyway (PyJWKClient does), and
