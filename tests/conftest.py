@@ -73,6 +73,16 @@ CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 @pytest.fixture(autouse=True)
+def postgres_only(request: pytest.FixtureRequest) -> None:
+    """`@pytest.mark.postgres("why")`: the test runs in the PostgreSQL run only."""
+    marker = request.node.get_closest_marker("postgres")
+    if marker is None or "database_url" not in request.fixturenames:
+        return
+    if not request.getfixturevalue("database_url").startswith("postgresql"):
+        pytest.skip(marker.args[0] if marker.args else "PostgreSQL only")
+
+
+@pytest.fixture(autouse=True)
 def cheap_password_hasher(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:

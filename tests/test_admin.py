@@ -528,11 +528,10 @@ def test_the_openapi_document_describes_the_admin_routes(client: FlaskClient) ->
         assert user_id["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
 
 
+@pytest.mark.postgres("row locks are PostgreSQL's; SQLite runs one writer at a time")
 def test_two_admins_removing_each_other_at_once_leave_one(staff: Staff) -> None:
     """The guard locks the active admin rows; hold that lock so both requests queue behind it."""
     with staff.app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            pytest.skip("row locks are PostgreSQL's; SQLite runs one writer at a time")
         engine = db.engine
     staff.accounts.set_group(staff.app, MODERATOR, "ADMIN")
     first, second = staff.id_of(ADMIN), staff.id_of(MODERATOR)

@@ -15,11 +15,7 @@ from app.db import db
 from app.models import User
 from tests.helpers import PASSWORD, Accounts, at_once
 
-
-@pytest.fixture(autouse=True)
-def postgres_only(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("concurrent transactions need PostgreSQL")
+pytestmark = pytest.mark.postgres("concurrent transactions need PostgreSQL")
 
 
 @pytest.mark.parametrize("attempt", range(3))

@@ -588,11 +588,10 @@ def _request(
         return error.code, json.loads(error.read())
 
 
+@pytest.mark.postgres("gunicorn workers share a PostgreSQL database")
 def test_two_gunicorn_workers_agree_on_the_current_key_after_a_rotation(
     app: Flask, database_url: str, tmp_path: Path
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("gunicorn workers share a PostgreSQL database")
     email = "workers@example.com"
     created = app.test_cli_runner().invoke(
         args=["create-admin", "--email", email, "--password", PASSWORD]

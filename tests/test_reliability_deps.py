@@ -398,11 +398,10 @@ def test_a_database_restart_costs_no_request_that_came_after_it(
     assert statuses == [200] * 10, server.log()
 
 
+@pytest.mark.postgres("statement_timeout is PostgreSQL's")
 def test_a_statement_past_the_limit_is_cancelled_by_the_server_and_answers_503(
     app_factory: Callable[..., Flask], database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("statement_timeout is PostgreSQL's")
     client = app_factory(DATABASE_STATEMENT_TIMEOUT=1).test_client()
     blocker = sa.create_engine(database_url)
     with blocker.connect() as conn, ThreadPoolExecutor(max_workers=1) as pool:

@@ -195,15 +195,13 @@ def test_item_17_an_activated_or_deactivated_account_is_still_409(
     assert_problem(login(client, "banned@example.com", PASSWORD), 403)
 
 
-def postgres_only(database_url: str) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("concurrent transactions need PostgreSQL; SQLite runs one writer at a time")
+CONCURRENT = "concurrent transactions need PostgreSQL; SQLite runs one writer at a time"
 
 
+@pytest.mark.postgres(CONCURRENT)
 def test_item_17_a_registration_racing_the_activation_never_replaces_the_password(
     database_url: str, app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
-    postgres_only(database_url)
     victim = "racing@example.com"
     post(client, "/auth/register", {"email": victim, "password": VICTIM_PASSWORD})
     results: dict[str, Any] = {}
@@ -241,10 +239,10 @@ def test_item_17_a_registration_racing_the_activation_never_replaces_the_passwor
     assert login(client, victim, ATTACKER_PASSWORD).status_code == 401
 
 
+@pytest.mark.postgres(CONCURRENT)
 def test_item_17_concurrent_registrations_of_a_pending_account_leave_one_live_link(
     database_url: str, app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
-    postgres_only(database_url)
     victim = "crowded@example.com"
     post(client, "/auth/register", {"email": victim, "password": ATTACKER_PASSWORD})
     passwords = [f"{VICTIM_PASSWORD} {n}" for n in range(4)]
