@@ -20,9 +20,8 @@ import pytest
 import yaml
 
 from app.config import ConfigError, finalize_config, load_config
-from tests.helpers import skip_or_fail
+from tests.helpers import ROOT, skip_or_fail
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 DEV_LOCK = ROOT / "requirements.lock"

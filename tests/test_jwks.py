@@ -45,7 +45,9 @@ from app.keys.service import current_key, private_key, retention
 from app.models import utcnow
 from app.users import seed_groups
 from tests.helpers import (
+    BIN,
     PASSWORD,
+    ROOT,
     Accounts,
     Mailbox,
     SMTPServer,
@@ -57,7 +59,6 @@ from tests.helpers import (
     me,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 ISSUER = "http://cinema.test"  # PUBLIC_BASE_URL of the test apps
 AUDIENCE = "cinema"
 JWK_MEMBERS = {"kty", "crv", "x", "kid", "alg", "use"}
@@ -605,7 +606,7 @@ def test_two_gunicorn_workers_agree_on_the_current_key_after_a_rotation(
     }
     process = subprocess.Popen(
         [
-            str(ROOT / ".venv" / "bin" / "gunicorn"),
+            str(BIN / "gunicorn"),
             "wsgi:app",
             "--workers=2",
             f"--bind=127.0.0.1:{port}",

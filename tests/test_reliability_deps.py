@@ -19,7 +19,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,8 +39,10 @@ from app.keys.service import ensure_key
 from app.models import GroupName, User, UserProfile
 from app.users import get_group, seed_groups
 from tests.helpers import (
+    BIN,
     PASSWORD,
     PG_SERVER_URL,
+    ROOT,
     PostgresDatabases,
     RedisServer,
     assert_problem,
@@ -50,8 +51,6 @@ from tests.helpers import (
     start_redis_server,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 EMAIL = "steady@example.com"
 # A request answers in about a second per hung client (Redis) and within the database's
 # deadlines (3 s to connect, 5 s + 1 s per statement); before the timeouts it took 10 to

@@ -18,10 +18,8 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.helpers import PASSWORD, Mailbox, SMTPServer, free_port
+from tests.helpers import BIN, PASSWORD, ROOT, Mailbox, SMTPServer, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 TIMEOUT = 120
 # What the test runner's own environment may carry that would decide instead of .env.
 APP_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MAIL_SERVER", "MAIL_PORT", "APP_ENV", "FLASK_APP")
