@@ -39,6 +39,18 @@ from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError
 VERIFIED_TOKENS = 2048
 
 
+def login_of(claims: dict[str, Any]) -> tuple[int, str] | None:
+    """The (user id, login family) a verified access token names, or None when it names none
+    this service could have issued."""
+    family, subject = claims.get("fam"), claims.get("sub")
+    if claims.get("type") != "access" or not isinstance(family, str):
+        return None
+    try:
+        return int(subject), family
+    except (TypeError, ValueError):
+        return None
+
+
 def unverified_header(encoded_token: str) -> dict[str, Any]:
     """The token's header, not verified: only to choose the key that verifies it."""
     segment = encoded_token.split(".", 1)[0]

@@ -21,6 +21,7 @@ from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import ExpiredSignatureError, InvalidTokenError
 
+from app.auth.bearer import login_of
 from app.auth.callers import Caller, load_caller
 from app.errors import NotAuthenticated, PermissionDenied
 from app.extensions import jwt
@@ -60,13 +61,10 @@ def authenticate() -> Caller:
         raise NotAuthenticated(NOT_VALID) from None
     if claims.get("type") != "access":
         raise NotAuthenticated(NOT_VALID)
-    family = claims.get("fam")
-    try:
-        user_id = int(claims["sub"])
-    except (KeyError, TypeError, ValueError):
-        raise NotAuthenticated(REVOKED) from None
-    if not isinstance(family, str):  # a login this service never issued
+    login = login_of(claims)
+    if login is None:  # a login this service never issued
         raise NotAuthenticated(REVOKED)
+    user_id, family = login
     # Access tokens end with their login: logout, reuse detection, a password change, its
     # expiry; and a login that never was.
     caller, ended = load_caller(user_id, family)

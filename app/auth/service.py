@@ -16,6 +16,7 @@ from jwt import InvalidTokenError
 from sqlalchemy.exc import IntegrityError
 
 from app.auth import passwords, tokens
+from app.auth.bearer import login_of
 from app.db import db
 from app.errors import (
     Conflict,
@@ -212,13 +213,11 @@ def logout(refresh_token: str, access_token: str | None) -> None:
     if access_token:
         # The access token may be of another login of the same user; end that one too.
         try:
-            access_claims = decode_token(access_token, allow_expired=True)
-        except (InvalidTokenError, JWTExtendedException, ValueError, KeyError):
-            access_claims = {}
-        if access_claims.get("type") == "access" and access_claims.get("sub") == str(
-            record.user_id
-        ):
-            tokens.revoke_family(access_claims["fam"])
+            login = login_of(decode_token(access_token, allow_expired=True))
+        except (InvalidTokenError, JWTExtendedException):
+            login = None
+        if login is not None and login[0] == record.user_id:
+            tokens.revoke_family(login[1])
     db.session.commit()
     audit("logged_out", user_id=record.user_id, family=record.family_id)
 
