@@ -43,7 +43,7 @@ def login_of(claims: dict[str, Any]) -> tuple[int, str] | None:
     """The (user id, login family) a verified access token names, or None when it names none
     this service could have issued."""
     family, subject = claims.get("fam"), claims.get("sub")
-    if claims.get("type") != "access" or not isinstance(family, str):
+    if claims.get("type") != "access" or not isinstance(family, str) or subject is None:
         return None
     try:
         return int(subject), family
