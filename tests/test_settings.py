@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -235,6 +236,21 @@ def test_a_command_started_elsewhere_uses_the_apps_own_instance_folder(tmp_path:
     assert not (tmp_path / "instance").exists()
 
 
+def python_printing_json(script: str, **env: str) -> Any:
+    """What `script`, run by this Python in a fresh process from the project root (no .env),
+    prints as JSON."""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env=clean_environment(FLASK_SKIP_DOTENV="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
 def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
     """gunicorn.conf.py runs in the master, which forks every worker, also after a reload
     (SIGHUP). Had reading its settings imported the app, each new worker would inherit the
@@ -244,16 +260,7 @@ def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
         "runpy.run_path('gunicorn.conf.py')\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=clean_environment(FLASK_SKIP_DOTENV="1"),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=True,
-    )
-    loaded = set(json.loads(result.stdout))
+    loaded = set(python_printing_json(script))
     ours = sorted(name for name in loaded if name.startswith("app."))
     assert ours == ["app.access_log", "app.config"]
     assert not loaded & {"flask", "flask_sqlalchemy", "sqlalchemy"}
@@ -263,16 +270,7 @@ def test_importing_the_app_leaves_out_what_only_some_commands_need() -> None:
     """boto3 (S3 avatars), alembic (migrations, readiness) and rq-scheduler are imported
     where they are used, so `flask create-admin` or a worker start does not pay for them."""
     script = "import sys, wsgi, json; print(json.dumps(sorted(sys.modules)))"
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=clean_environment(FLASK_SKIP_DOTENV="1"),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=True,
-    )
-    loaded = {name.split(".")[0] for name in json.loads(result.stdout)}
+    loaded = {name.split(".")[0] for name in python_printing_json(script)}
     assert not loaded & {"boto3", "botocore", "alembic", "flask_migrate", "rq_scheduler"}
 
 
@@ -288,14 +286,5 @@ def test_the_libraries_a_command_imports_are_compiled_once_at_install() -> None:
         "print(json.dumps([f for f in files if f.startswith(lib)\n"
         "                  and not os.path.exists(importlib.util.cache_from_source(f))]))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=clean_environment(FLASK_SKIP_DOTENV="1", PYTHONDONTWRITEBYTECODE="1"),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=True,
-    )
-    uncompiled = json.loads(result.stdout)
+    uncompiled = python_printing_json(script, PYTHONDONTWRITEBYTECODE="1")
     assert uncompiled == [], f"{len(uncompiled)} compiled at every start: {uncompiled[:3]}"
