@@ -6,8 +6,8 @@ flags and GUNICORN_CMD_ARGS are applied after this file, so they still win.
 
 import os
 
-from app.access_log import ACCESS_LOG_FORMAT, AccessLogger
-from app.config import check_environment_or_exit, read_dotenv
+from app.core.config import check_environment_or_exit, read_dotenv
+from app.web.access_log import ACCESS_LOG_FORMAT, AccessLogger
 
 # The settings below may come from .env, as the app's do; and a misconfigured app stops the
 # master here with one line, instead of workers that fail to boot and are restarted forever.

@@ -3,7 +3,7 @@
 import gc
 
 from app import create_app
-from app.config import check_environment_or_exit
+from app.core.config import check_environment_or_exit
 
 check_environment_or_exit()
 app = create_app()

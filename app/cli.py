@@ -3,31 +3,26 @@ outbox … | rq …`."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 from redis.exceptions import RedisError
 
-from app.auth import passwords
-from app.auth.service import set_password
-from app.db import db
-from app.errors import DomainError
-from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.outbox import sweep_outbox
-from app.jobs.worker import run_worker
-from app.keys import service as keys
-from app.keys.ring import keyring
-from app.log import audit
-from app.models import GroupName, User, UserProfile, utcnow
-from app.schemas import NormalisedEmail
-from app.users import find_user_by_email, get_group, seed_groups
+from app.core.db import db
+from app.core.errors import DomainError
+from app.core.log import audit
+from app.courier.outbox import sweep_outbox
+from app.courier.worker import run_worker
+from app.identity.models import GroupName, User, UserProfile
+from app.identity.users import find_user_by_email, get_group, seed_groups
+from app.keys.cli import keys_cli
+from app.passwords.hashing import hash_password
+from app.passwords.service import set_password
+from app.passwords.strength import check_password_strength
+from app.periodic.cleanup import delete_expired_tokens
+from app.web.schemas import NormalisedEmail
 
 rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
-keys_cli = AppGroup(
-    "keys", help="The keys that sign access tokens (published at /.well-known/jwks.json)."
-)
 outbox_cli = AppGroup("outbox", help="The email outbox.")
 
 
@@ -60,9 +55,7 @@ def create_admin_command(email: str, password: str | None) -> None:
         # Asked only now: an existing user keeps their password unless --password is given.
         password = password or click.prompt("Password", hide_input=True, confirmation_prompt=True)
         _check_strength(password, email)
-        user = User(
-            email=email, password_hash=passwords.hash_password(password), profile=UserProfile()
-        )
+        user = User(email=email, password_hash=hash_password(password), profile=UserProfile())
         db.session.add(user)
         action = "created"
     else:
@@ -83,7 +76,7 @@ def create_admin_command(email: str, password: str | None) -> None:
 
 def _check_strength(password: str, email: str) -> None:
     try:
-        passwords.check_password_strength(password, email)
+        check_password_strength(password, email)
     except DomainError as exc:
         raise _refused(exc) from exc
 
@@ -100,51 +93,6 @@ def cleanup_tokens_command() -> None:
     counts = delete_expired_tokens()
     for kind, count in counts.items():
         click.echo(f"{kind}: {count} deleted")
-
-
-@keys_cli.command("ensure")
-def keys_ensure_command() -> None:
-    """Create a signing key if there is none (running it again changes nothing)."""
-    key = keys.ensure_key()
-    if key is None:
-        click.echo("a signing key is already current")
-        return
-    audit("signing_key_created", kid=key.kid)
-    click.echo(f"created signing key {key.kid}")
-
-
-@keys_cli.command("rotate")
-def keys_rotate_command() -> None:
-    """Make a new signing key current; older keys stay published until their tokens expire."""
-    try:
-        key = keys.rotate_key()
-    except DomainError as exc:
-        raise click.ClickException(exc.detail) from exc
-    keyring().forget()
-    audit("signing_key_rotated", kid=key.kid)
-    click.echo(
-        f"signing key {key.kid} is current; every process signs with it within "
-        f"{current_app.config['SIGNING_KEY_CACHE_SECONDS']} s"
-    )
-
-
-@keys_cli.command("list")
-def keys_list_command() -> None:
-    """Each key: kid, created, current or retired (and until when it is published)."""
-    now = utcnow()
-    for key in keys.all_keys():
-        until = keys.published_until(key)
-        if until is None:
-            state = "current"
-        elif until > now:
-            state = f"retired {_iso(key.retired_at)}, published until {_iso(until)}"
-        else:
-            state = f"retired {_iso(key.retired_at)}, no longer published"
-        click.echo(f"{key.kid}  created {_iso(key.created_at)}  {state}")
-
-
-def _iso(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
 
 
 @outbox_cli.command("sweep")
@@ -174,7 +122,7 @@ def rq_scheduler_command(burst: bool) -> None:
     """Run rq-scheduler with the token cleanup and the outbox sweep, registered again
     whenever they go missing."""
     # Imported here: rq-scheduler brings freezegun and croniter, which no other command needs.
-    from app.jobs.schedule import make_scheduler
+    from app.periodic.scheduler import make_scheduler
 
     scheduler = make_scheduler(_app_with_redis())
     try:

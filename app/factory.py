@@ -11,24 +11,28 @@ from flask import Flask, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import DBAPIError
 
-from app import health, media
+from app.account import routes as account_routes
 from app.admin import routes as admin_routes
-from app.auth import routes as auth_routes
-from app.auth.guards import register_jwt_callbacks
 from app.cli import register_cli
-from app.config import INSTANCE_DIR, finalize_config, load_config
-from app.db import db, init_db, lost_connection
-from app.docs import init_docs
-from app.errors import register_error_handlers
-from app.extensions import api, jwt, limiter, mail
-from app.http import READ_ONLY_METHODS, init_http
-from app.jobs.queue import install_hooks
+from app.core.config import INSTANCE_DIR, derive_settings, load_config
+from app.core.db import READ_ONLY_METHODS, db, init_db, lost_connection
+from app.core.extensions import limiter, mail
+from app.core.log import configure_logging
+from app.core.migrate import init_migrations
+from app.courier.queue import install_hooks
+from app.identity import media
+from app.identity.storage import init_storage
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
-from app.log import configure_logging
-from app.migrate import init_migrations
-from app.profile import routes as profile_routes
-from app.storage import init_storage
+from app.passwords import routes as password_routes
+from app.sessions import routes as session_routes
+from app.sessions.access_tokens import jwt
+from app.signup import routes as signup_routes
+from app.web import health
+from app.web.docs import init_docs
+from app.web.openapi import api
+from app.web.problems import register_error_handlers
+from app.web.requests import init_requests
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ class App(Flask):
 
         Reads change nothing, so running one again is safe whatever it had done; a write is
         not run twice, and answers 503. The pool has already dropped the connections opened
-        before the loss, and `db.py` drops at checkout those a restart closed since.
+        before the loss, and app/core/postgres.py drops at checkout those a restart closed since.
         """
         try:
             return super().dispatch_request()
@@ -64,7 +68,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = App(__name__, instance_path=str(INSTANCE_DIR), instance_relative_config=True)
     app.config.update(load_config(app.instance_path))
     app.config.update(config or {})
-    finalize_config(app.config)
+    derive_settings(app.config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     configure_logging()
 
@@ -74,24 +78,26 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     mail.init_app(app)
     limiter.init_app(app)
     api.init_app(app)
-    init_http(app)
+    init_requests(app)
     init_storage(app)
     init_keys(app)
     install_hooks()
-    register_jwt_callbacks()
 
-    # Every API URL's handler, in one list: /auth, /auth/me, /admin, /health, /.well-known,
-    # /media (/docs and /openapi.json: init_docs and flask-smorest).
-    blueprints = [
-        auth_routes.blp,
-        profile_routes.blp,
-        admin_routes.blp,
-        health.blp,
-        keys_routes.blp,
+    # Every API URL's handler, in one list. The two families the service is about, each
+    # route found from the package that owns it: /auth (signing up and in, the caller's own
+    # account) and /admin; then what serves other services and operators. (/docs and
+    # /openapi.json: init_docs and flask-smorest.)
+    auth = [
+        signup_routes.blp,  # /auth/register, /auth/activate, /auth/password/forgot|reset
+        password_routes.blp,  # /auth/login, /auth/password/change
+        session_routes.blp,  # /auth/refresh, /auth/logout
+        account_routes.blp,  # /auth/me, /auth/me/profile, /auth/me/avatar
     ]
+    admin = [admin_routes.blp]  # /admin/users
+    service = [health.blp, keys_routes.blp]  # /health, /.well-known/jwks.json
     if not app.config["S3_BUCKET"]:
-        blueprints.append(media.blp)  # with S3, browsers fetch avatars from the bucket
-    for blueprint in blueprints:
+        service.append(media.blp)  # /media; with S3, browsers fetch avatars from the bucket
+    for blueprint in [*auth, *admin, *service]:
         api.register_blueprint(blueprint)
 
     init_docs(app)  # /docs/static/: Swagger UI's assets, kept out of /openapi.json

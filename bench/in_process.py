@@ -2,7 +2,7 @@
 filling the token tables with expired rows, timing argon2 and the strength check.
 
 This is the only bench module that imports `app`, so an app refactor (for instance `db`
-moving from `app.extensions` to `app.db`) is fixed here and nowhere else.
+moving from `app.db` to `app.core.db`) is fixed here and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from flask import Flask
 
 from app import create_app
-from app.auth.passwords import check_password_strength, hash_password, verify_password
-from app.auth.tokens import issue_token_pair
-from app.db import db
-from app.models import GroupName, User, UserGroup, UserProfile
+from app.core.db import db
+from app.identity.models import GroupName, User, UserGroup, UserProfile
+from app.passwords.hashing import hash_password, verify_password
+from app.passwords.strength import check_password_strength
+from app.sessions.refresh_tokens import issue_token_pair
 from bench.common import BenchError
 
 BENCH_PASSWORD = "orbit lantern quietly seventeen"  # one strong password for the seeded users

@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.auth.passwords import MAX_LENGTH, check_password_strength  # noqa: E402
-from app.errors import InvalidInput  # noqa: E402
+from app.core.errors import InvalidInput  # noqa: E402
+from app.passwords.strength import MAX_LENGTH, check_password_strength  # noqa: E402
 
 TARGET_S = 0.050
 EMAIL = "bench@example.com"

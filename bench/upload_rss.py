@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.profile.service import (  # noqa: E402
+from app.account.avatars import (  # noqa: E402
     AVATAR_MAX_DECODED_PIXELS,
     AVATAR_MAX_PIXELS,
     AVATAR_MAX_PROGRESSIVE_PIXELS,
@@ -119,10 +119,10 @@ def upload_in_this_process(path: Path) -> dict[str, int]:
     from flask_migrate import upgrade
 
     from app import create_app
-    from app.auth.passwords import hash_password
-    from app.db import db
-    from app.models import GroupName, User, UserProfile
-    from app.users import get_group, seed_groups
+    from app.core.db import db
+    from app.identity.models import GroupName, User, UserProfile
+    from app.identity.users import get_group, seed_groups
+    from app.passwords.hashing import hash_password
 
     password = "orbit lantern quietly seventeen"
     folder = Path(tempfile.mkdtemp(prefix="upload-rss-"))

@@ -27,20 +27,14 @@ from flask_migrate import upgrade
 from redis import Redis
 
 from app import create_app
-from app.auth import passwords
-from app.db import db
+from app.core.db import db
+from app.identity.users import seed_groups
 from app.keys.service import ensure_key
-from app.users import seed_groups
-from tests.helpers import (
-    Accounts,
-    Mailbox,
-    PostgresDatabases,
-    SMTPServer,
-    free_port,
-    make_app,
-    start_redis_server,
-    unavailable,
-)
+from app.passwords import hashing
+from tests.support.apps import make_app
+from tests.support.http import Accounts
+from tests.support.mail import Mailbox, SMTPServer
+from tests.support.services import PostgresDatabases, free_port, start_redis_server, unavailable
 
 # The avatar-storage fixtures keep a module of their own; loading it here offers them to every
 # test module, which then never imports a fixture module.
@@ -89,12 +83,12 @@ def cheap_password_hasher(
     """The cheap hasher for every test not marked `real_hasher` (the tests of the argon2
     parameters, the upgrade of old hashes at login, and the login timing)."""
     if not request.node.get_closest_marker("real_hasher"):
-        monkeypatch.setattr(passwords, "hasher", CHEAP_HASHER)
+        monkeypatch.setattr(hashing, "hasher", CHEAP_HASHER)
     # dummy_hash() is cached: a dummy made by the other hasher would make an unknown email
     # cost what the other hasher costs, which the timing test would see.
-    passwords.dummy_hash.cache_clear()
+    hashing.dummy_hash.cache_clear()
     yield
-    passwords.dummy_hash.cache_clear()
+    hashing.dummy_hash.cache_clear()
 
 
 # --- database -----------------------------------------------------------------------------

@@ -19,17 +19,10 @@ import pytest
 from flask import Flask
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import (
-    Accounts,
-    AvatarBackend,
-    Fetched,
-    Mailbox,
-    Uploader,
-    bearer,
-    fetch_url,
-    free_port,
-    lower_case_headers,
-)
+from tests.support.http import Accounts, bearer
+from tests.support.images import AvatarBackend, Fetched, Uploader, fetch_url, lower_case_headers
+from tests.support.mail import Mailbox
+from tests.support.services import free_port
 
 
 @pytest.fixture(scope="session")

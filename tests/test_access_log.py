@@ -12,7 +12,7 @@ import time_machine
 from gunicorn.config import Config
 from gunicorn.glogging import Logger
 
-from app.access_log import ACCESS_LOG_FORMAT, AccessLogger
+from app.web.access_log import ACCESS_LOG_FORMAT, AccessLogger
 
 
 class Sent:

@@ -15,12 +15,15 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.auth import passwords
-from app.auth.tokens import issue_token_pair
-from app.db import db
-from app.models import ActivationToken, GroupName, RefreshToken, User, UserGroup, UserProfile
-from app.users import find_user_by_email
-from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem, bearer
+from app.core.db import db
+from app.identity.models import GroupName, User, UserGroup, UserProfile
+from app.identity.users import find_user_by_email
+from app.links.models import ActivationToken
+from app.passwords import hashing
+from app.sessions.models import RefreshToken
+from app.sessions.refresh_tokens import issue_token_pair
+from tests.support.http import PASSWORD, Accounts, assert_problem, bearer
+from tests.support.mail import Mailbox
 
 ADMIN, MODERATOR, USER = "admin@example.com", "mod@example.com", "user@example.com"
 
@@ -55,7 +58,7 @@ class Staff:
 def password_hash() -> str:
     # Made per test by the test's hasher, as every stored hash is: one made by another hasher
     # would be rehashed at the staff's next login, which the service does only for old hashes.
-    return passwords.hash_password(PASSWORD)
+    return hashing.hash_password(PASSWORD)
 
 
 @pytest.fixture

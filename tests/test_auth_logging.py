@@ -11,10 +11,14 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import db
-from app.log import JSONFormatter
-from app.models import ActivationToken, PasswordResetToken, RefreshToken, User
-from tests.helpers import PASSWORD, Mailbox, bearer, run_worker, service_log_records
+from app.core.db import db
+from app.core.log import JSONFormatter
+from app.identity.models import User
+from app.links.models import ActivationToken, PasswordResetToken
+from app.sessions.models import RefreshToken
+from tests.support.apps import run_worker, service_log_records
+from tests.support.http import PASSWORD, bearer
+from tests.support.mail import Mailbox
 
 NEW_PASSWORD = "granite pelican lantern mosaic"
 WRONG = "a wrong password for sure"

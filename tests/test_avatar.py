@@ -15,19 +15,17 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from app.profile.service import AVATAR_MAX_BYTES
-from tests.helpers import (
+from app.account.avatars import AVATAR_MAX_BYTES
+from tests.support.http import Accounts, assert_problem, bearer
+from tests.support.images import (
     EXIF_MAKE,
-    Accounts,
     Fetched,
-    Mailbox,
     Uploader,
-    assert_problem,
-    bearer,
     exif_with_secrets,
     image_bytes,
     only_key,
 )
+from tests.support.mail import Mailbox
 
 
 @pytest.mark.parametrize(

@@ -30,36 +30,25 @@ from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from app.db import db
-from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.outbox import queue_email, send_outbox_email
-from app.jobs.queue import QUEUE_NAME, RETRY_INTERVALS, get_queue, redis_connection
-from app.jobs.schedule import (
+from app.core.db import db
+from app.core.redis import redis_connection
+from app.courier.outbox import queue_email, send_outbox_email
+from app.courier.queue import QUEUE_NAME, RETRY_INTERVALS, get_queue
+from app.identity.models import GroupName, User, UserProfile
+from app.identity.users import get_group
+from app.links.models import ActivationToken, PasswordResetToken
+from app.periodic.cleanup import delete_expired_tokens
+from app.periodic.scheduler import (
     CLEANUP_JOB_ID,
     SWEEP_INTERVAL,
     SWEEP_JOB_ID,
     Periodic,
     make_scheduler,
 )
-from app.models import (
-    ActivationToken,
-    GroupName,
-    PasswordResetToken,
-    RefreshToken,
-    User,
-    UserProfile,
-)
-from app.users import get_group
-from tests.helpers import (
-    BIN,
-    PROCESS_TIMEOUT,
-    ROOT,
-    Mailbox,
-    SMTPServer,
-    flask_command,
-    free_port,
-    run_worker,
-)
+from app.sessions.models import RefreshToken
+from tests.support.apps import BIN, ROOT, flask_command, run_worker
+from tests.support.mail import Mailbox, SMTPServer
+from tests.support.services import PROCESS_TIMEOUT, free_port
 
 
 def enqueue_email(app: Flask, to: str) -> str:

@@ -8,10 +8,12 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import db
-from app.models import ActivationToken, RefreshToken, UserGroup, utcnow
-from app.users import find_user_by_email
-from tests.helpers import PASSWORD, Accounts, bearer
+from app.core.db import db, utcnow
+from app.identity.models import UserGroup
+from app.identity.users import find_user_by_email
+from app.links.models import ActivationToken
+from app.sessions.models import RefreshToken
+from tests.support.http import PASSWORD, Accounts, bearer
 
 
 class TestCommandLine:

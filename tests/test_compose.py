@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-from app.config import ConfigError, finalize_config, load_config
-from tests.helpers import ROOT, skip_or_fail
+from app.core.config import ConfigError, derive_settings, load_config
+from tests.support.apps import ROOT
+from tests.support.services import skip_or_fail
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -90,7 +91,7 @@ def test_the_stack_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
     assert backend_env["APP_ENV"] == "production"
     config = load_config(str(tmp_path), env=backend_env)
     with pytest.raises(ConfigError) as refused:
-        finalize_config(config)
+        derive_settings(config)
     assert "SECRET_KEY" in str(refused.value)
     assert "JWT_SECRET_KEY" in str(refused.value)
 
@@ -104,7 +105,7 @@ def test_the_stack_starts_once_the_secrets_are_set(tmp_path: Path) -> None:
         k: str(v or "")
         for k, v in yaml.safe_load(result.stdout)["services"]["backend"]["environment"].items()
     }
-    finalize_config(load_config(str(tmp_path), env=backend_env))  # refuses nothing
+    derive_settings(load_config(str(tmp_path), env=backend_env))  # refuses nothing
 
 
 def services() -> dict[str, Any]:

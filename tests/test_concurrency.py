@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from app.db import db
-from app.models import User
-from tests.helpers import PASSWORD, Accounts, at_once
+from app.core.db import db
+from app.identity.models import User
+from tests.support.http import PASSWORD, Accounts, at_once
 
 pytestmark = pytest.mark.postgres("concurrent transactions need PostgreSQL")
 

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from app.config import ConfigError
-from tests.helpers import PASSWORD
+from app.core.config import ConfigError
+from tests.support.http import PASSWORD
 
 
 class TestConfiguration:

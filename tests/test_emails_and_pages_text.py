@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from flask.testing import FlaskClient
 
-from tests.helpers import PASSWORD, Accounts, Mailbox, bearer
+from tests.support.http import PASSWORD, Accounts, bearer
+from tests.support.mail import Mailbox
 
 # Words that belong to the API and not to a person: methods, endpoint paths, jargon.
 API_TALK = re.compile(r"\b(POST|GET|PUT|PATCH|DELETE)\b|/auth/\w+/\w+ |endpoint|token|sign-in page")

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import PASSWORD, Accounts, assert_problem, bearer
+from tests.support.http import PASSWORD, Accounts, assert_problem, bearer
 
 
 class TestEveryErrorIsProblemJson:

@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 
-from app.db import db
-from app.jobs.outbox import queue_email
-from tests.helpers import Mailbox, run_worker
+from app.core.db import db
+from app.courier.outbox import queue_email
+from tests.support.apps import run_worker
+from tests.support.mail import Mailbox
 
 
 class TestJobsRunAfterCommit:

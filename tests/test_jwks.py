@@ -39,25 +39,14 @@ from flask_migrate import upgrade
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from app.db import db
+from app.core.db import db, utcnow
+from app.identity.users import seed_groups
 from app.keys.models import SigningKey
 from app.keys.service import current_key, private_key, retention
-from app.models import utcnow
-from app.users import seed_groups
-from tests.helpers import (
-    BIN,
-    PASSWORD,
-    ROOT,
-    Accounts,
-    Mailbox,
-    SMTPServer,
-    assert_401,
-    bearer,
-    claims,
-    free_port,
-    make_app,
-    me,
-)
+from tests.support.apps import BIN, ROOT, make_app
+from tests.support.http import PASSWORD, Accounts, assert_401, bearer, claims, me
+from tests.support.mail import Mailbox, SMTPServer
+from tests.support.services import free_port
 
 ISSUER = "http://cinema.test"  # PUBLIC_BASE_URL of the test apps
 AUDIENCE = "cinema"
@@ -555,7 +544,7 @@ def test_in_production_a_missing_key_is_an_error_that_names_the_command(
         )
         assert result.exit_code == 0, result.output
         # Alembic's logging set-up replaced the root handlers, caplog's among them.
-        errors_log = logging.getLogger("app.errors")
+        errors_log = logging.getLogger("app.web.problems")
         errors_log.addHandler(caplog.handler)
         try:
             response = app.test_client().post(

@@ -17,9 +17,10 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import db
-from app.models import RefreshToken, User, utcnow
-from tests.helpers import (
+from app.core.db import db, utcnow
+from app.identity.models import User
+from app.sessions.models import RefreshToken
+from tests.support.http import (
     PASSWORD,
     Accounts,
     assert_401,

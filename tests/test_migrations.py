@@ -10,10 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask import Flask
 
-from app.db import db
-from app.models import User, UserGroup
-from app.users import seed_groups
-from tests.helpers import PASSWORD, Accounts, bearer, me
+from app.core.db import db
+from app.identity.models import User, UserGroup
+from app.identity.users import seed_groups
+from tests.support.http import PASSWORD, Accounts, bearer, me
 
 
 def test_migrations_match_the_models(app: Flask) -> None:

@@ -22,7 +22,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from tests.helpers import PASSWORD, Accounts, Mailbox, free_port, unavailable
+from tests.support.http import PASSWORD, Accounts
+from tests.support.mail import Mailbox
+from tests.support.services import free_port, unavailable
 
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [

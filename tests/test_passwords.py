@@ -13,23 +13,23 @@ from argon2 import PasswordHasher
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.auth.passwords import check_password_strength
-from app.db import db
-from app.errors import InvalidInput
-from app.models import PasswordResetToken, User, utcnow
-from tests.helpers import (
+from app.core.db import db, utcnow
+from app.core.errors import InvalidInput
+from app.identity.models import User
+from app.links.models import PasswordResetToken
+from app.passwords.strength import check_password_strength
+from tests.support.apps import stored_password_hash, stored_values
+from tests.support.http import (
     PASSWORD,
     Accounts,
-    Mailbox,
     assert_401,
     assert_problem,
     bearer,
     login,
     me,
     refresh,
-    stored_password_hash,
-    stored_values,
 )
+from tests.support.mail import Mailbox
 
 NEW_PASSWORD = "granite pelican lantern mosaic"
 # 64 characters: spaces, accents, a non-Latin script and an emoji.

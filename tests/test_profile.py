@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from app.models import utcnow
-from tests.helpers import Accounts, assert_problem, bearer
+from app.core.db import utcnow
+from tests.support.http import Accounts, assert_problem, bearer
 
 EMAIL = "viewer@example.com"
 EMPTY_PROFILE = {

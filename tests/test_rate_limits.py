@@ -10,7 +10,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 
-from tests.helpers import PASSWORD, Accounts, Mailbox, assert_problem
+from tests.support.http import PASSWORD, Accounts, assert_problem
+from tests.support.mail import Mailbox
 
 WRONG = "a wrong password for sure"
 

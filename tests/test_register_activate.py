@@ -13,17 +13,12 @@ import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import db
-from app.models import ActivationToken, User, utcnow
-from tests.helpers import (
-    PASSWORD,
-    USER_KEYS,
-    Accounts,
-    Mailbox,
-    assert_problem,
-    run_worker,
-    stored_values,
-)
+from app.core.db import db, utcnow
+from app.identity.models import User
+from app.links.models import ActivationToken
+from tests.support.apps import run_worker, stored_values
+from tests.support.http import PASSWORD, USER_KEYS, Accounts, assert_problem
+from tests.support.mail import Mailbox
 
 PROFILE_KEYS = {"first_name", "last_name", "gender", "date_of_birth", "info", "avatar_url"}
 

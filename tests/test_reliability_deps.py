@@ -33,20 +33,17 @@ from flask import Flask
 from flask_migrate import upgrade
 
 from app import create_app
-from app.auth import passwords
-from app.db import db
+from app.core.db import db
+from app.identity.models import GroupName, User, UserProfile
+from app.identity.users import get_group, seed_groups
 from app.keys.service import ensure_key
-from app.models import GroupName, User, UserProfile
-from app.users import get_group, seed_groups
-from tests.helpers import (
-    BIN,
-    PASSWORD,
+from app.passwords import hashing
+from tests.support.apps import BIN, ROOT
+from tests.support.http import PASSWORD, assert_problem, bearer
+from tests.support.services import (
     PG_SERVER_URL,
-    ROOT,
     PostgresDatabases,
     RedisServer,
-    assert_problem,
-    bearer,
     free_port,
     start_redis_server,
 )
@@ -217,7 +214,7 @@ def proxied_database(
         seed_groups()
         ensure_key()
         user = User(
-            email=EMAIL, password_hash=passwords.hash_password(PASSWORD), profile=UserProfile()
+            email=EMAIL, password_hash=hashing.hash_password(PASSWORD), profile=UserProfile()
         )
         user.group = get_group(GroupName.USER)
         user.activate()

@@ -33,9 +33,10 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry
 from rq_scheduler import Scheduler
 
-from app.auth.passwords import hash_password
-from app.db import db
-from app.jobs.outbox import (
+from app.core.db import db
+from app.core.redis import redis_connection
+from app.courier.models import EmailOutbox
+from app.courier.outbox import (
     GIVE_UP_AFTER,
     KEEP_FINISHED,
     SWEEP_AFTER,
@@ -44,22 +45,15 @@ from app.jobs.outbox import (
     queue_email,
     sweep_outbox,
 )
-from app.jobs.queue import JOB_TIMEOUT, RETRY_INTERVALS, get_queue, redis_connection
-from app.jobs.schedule import CLEANUP_JOB_ID, SLOT_KEY, SWEEP_JOB_ID, make_scheduler
-from app.models import EmailOutbox, GroupName, User, UserProfile
-from app.users import get_group
-from tests.helpers import (
-    BIN,
-    PASSWORD,
-    ROOT,
-    Mailbox,
-    RedisServer,
-    SMTPServer,
-    flask_command,
-    free_port,
-    run_worker,
-    start_redis_server,
-)
+from app.courier.queue import JOB_TIMEOUT, RETRY_INTERVALS, get_queue
+from app.identity.models import GroupName, User, UserProfile
+from app.identity.users import get_group
+from app.passwords.hashing import hash_password
+from app.periodic.scheduler import CLEANUP_JOB_ID, SLOT_KEY, SWEEP_JOB_ID, make_scheduler
+from tests.support.apps import BIN, ROOT, flask_command, run_worker
+from tests.support.http import PASSWORD
+from tests.support.mail import Mailbox, SMTPServer
+from tests.support.services import RedisServer, free_port, start_redis_server
 
 WAIT = 60  # seconds: the bound on any wait for a real process
 
@@ -364,7 +358,7 @@ def test_an_email_not_sent_within_a_day_is_given_up_and_old_rows_go(
         queue_email("hopeless@example.com", "Hello", "text", "<p>html</p>")
         db.session.commit()
     smtp_server.start()
-    with caplog.at_level(logging.WARNING, logger="app.jobs.outbox"):
+    with caplog.at_level(logging.WARNING, logger="app.courier.outbox"):
         assert sweep(app, after=GIVE_UP_AFTER.total_seconds() + 1) == 0
     assert "email_given_up" in caplog.text
     (row,) = outbox_rows(app)
@@ -406,7 +400,7 @@ def test_a_hung_smtp_server_costs_a_send_at_most_the_mail_timeout(
     app_factory: Callable[..., Flask], unanswered_smtp: SMTPServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = app_factory(MAIL_PORT=unanswered_smtp.port, MAIL_TIMEOUT=1)
-    with caplog.at_level(logging.ERROR, logger="app.jobs.queue"), app.app_context():
+    with caplog.at_level(logging.ERROR, logger="app.courier.queue"), app.app_context():
         queue_email("stuck@example.com", "Hello", "text", "<p>html</p>")
         db.session.commit()  # sends in-process: the send gives up, the commit stands
     assert unanswered_smtp.mailbox.hanging.is_set()  # type: ignore[attr-defined]

@@ -19,7 +19,10 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
-from tests.helpers import BIN, PASSWORD, ROOT, Mailbox, SMTPServer, free_port
+from tests.support.apps import BIN, ROOT
+from tests.support.http import PASSWORD
+from tests.support.mail import Mailbox, SMTPServer
+from tests.support.services import free_port
 
 TIMEOUT = 120
 # What the test runner's own environment may carry that would decide instead of .env.
@@ -147,7 +150,7 @@ def test_gunicorn_and_the_flask_commands_use_the_database_named_in_dotenv(
 
 
 def test_the_environment_wins_over_dotenv(project_dir: Path) -> None:
-    script = "from app.config import load_config; import json; c = load_config('instance');"
+    script = "from app.core.config import load_config; import json; c = load_config('instance');"
     script += "print(json.dumps([c['SQLALCHEMY_DATABASE_URI'], c['MAIL_SERVER']]))"
     result = subprocess.run(
         [sys.executable, "-c", script],
@@ -176,7 +179,7 @@ def test_ready_is_503_when_the_recorded_revision_is_not_the_head(
 ) -> None:
     app = app_factory()
     with app.app_context():
-        from app.db import db
+        from app.core.db import db
 
         engine = db.engine
         with engine.begin() as conn:
@@ -262,7 +265,15 @@ def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
     )
     loaded = set(python_printing_json(script))
     ours = sorted(name for name in loaded if name.startswith("app."))
-    assert ours == ["app.access_log", "app.config"]
+    # The settings (app.core.config and the two modules it reads) and the access log line.
+    assert ours == [
+        "app.core",
+        "app.core.config",
+        "app.core.connections",
+        "app.core.production",
+        "app.web",
+        "app.web.access_log",
+    ]
     assert not loaded & {"flask", "flask_sqlalchemy", "sqlalchemy"}
 
 

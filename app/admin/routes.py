@@ -7,10 +7,10 @@ from typing import Any
 from marshmallow import RAISE
 
 from app.admin import schemas, service
-from app.auth.guards import STAFF, authenticated, current_caller
-from app.http import Blueprint
-from app.models import GroupName
-from app.schemas import UserSchema
+from app.identity.models import GroupName
+from app.identity.schemas import UserSchema
+from app.sessions.guard import STAFF, authenticated, current_caller
+from app.web.blueprint import Blueprint
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/admin", description="User management for moderators and admins"

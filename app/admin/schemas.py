@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from app.models import GroupName
-from app.schemas import UserSchema, no_nul
+from app.identity.models import GroupName
+from app.identity.schemas import UserSchema
+from app.web.schemas import no_nul
 
 MAX_PER_PAGE = 100
 

@@ -11,12 +11,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.auth import tokens
-from app.db import db
-from app.errors import Conflict, UserNotFound
-from app.log import audit
-from app.models import ActivationToken, GroupName, PasswordResetToken, User, UserGroup
-from app.users import get_group
+from app.core.db import db
+from app.core.errors import Conflict, UserNotFound
+from app.core.log import audit
+from app.identity.models import GroupName, User, UserGroup
+from app.identity.users import get_group
+from app.links.models import ActivationToken, PasswordResetToken
+from app.links.tokens import drop_email_tokens
+from app.sessions.refresh_tokens import end_all_logins
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def activate_user(admin_id: int, user_id: int) -> User:
     user = get_user(user_id)
     was_active = user.is_active
     user.activate()
-    tokens.drop_email_tokens(user.id, ActivationToken)
+    drop_email_tokens(user.id, ActivationToken)
     db.session.commit()
     _audit("admin_user_activated", admin_id, user, is_active=(was_active, True))
     return user
@@ -81,10 +83,10 @@ def deactivate_user(admin_id: int, user_id: int) -> User:
     user.deactivate()
     # Refresh tokens are revoked; access tokens fail at the next request, as the guard
     # refuses an inactive account and a revoked login alike.
-    tokens.revoke_user_sessions(user.id)
+    end_all_logins(user.id)
     # Every emailed link is spent: an activation link would undo the deactivation, a reset
     # link would still change the password of an account its owner may have lost.
-    tokens.drop_email_tokens(user.id, ActivationToken, PasswordResetToken)
+    drop_email_tokens(user.id, ActivationToken, PasswordResetToken)
     db.session.commit()
     _audit("admin_user_deactivated", admin_id, user, is_active=(was_active, False))
     return user

@@ -11,43 +11,21 @@ working directory upwards, as the `flask` command finds it, with the real enviro
 from __future__ import annotations
 
 import json
-import math
 import os
 import secrets
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.retry import Retry
 
-SIGNING_KEYS = ("SECRET_KEY", "JWT_SECRET_KEY")
-# Every key value this repository ever published as an example: whoever read it could read
-# what the key protects (SECRET_KEY encrypts the signing keys at rest and the email outbox),
-# so production refuses it whatever its length.
-PUBLISHED_EXAMPLE_KEYS = frozenset(
-    {
-        "dev-secret-key-not-for-production",
-        "dev-jwt-secret-key-not-for-production",
-        "replace-with-a-long-random-string-for-secret-key",
-        "replace-with-a-long-random-string-for-jwt-key",
-    }
-)
-MIN_KEY_LENGTH = 32
-MIN_KEY_DISTINCT_CHARACTERS = 10
-# Shannon entropy of the key's own characters, in bits: `secrets.token_hex(16)` (32 characters)
-# has about 115, `token_urlsafe(48)` about 350; "abab..." or a word repeated has far less.
-MIN_KEY_ENTROPY_BITS = 96
-KEY_COMMAND = 'python -c "import secrets; print(secrets.token_urlsafe(48))"'
+from app.core.connections import engine_options, redis_client_options
+from app.core.production import SIGNING_KEYS, unsafe_production_settings
+
 DEV_SECRETS_FILE = "dev-secrets.json"
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
 # app/, wherever a process is started from.
-INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
-# Seconds a request waits for Redis to connect, and then for each answer.
-REDIS_TIMEOUT = 1.0
+INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
 
 
 class ConfigError(RuntimeError):
@@ -121,8 +99,6 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         read_dotenv()
         env = dict(os.environ)
     instance = Path(instance_path)
-    redis_url = env.get("REDIS_URL") or None
-    mail_server = env.get("MAIL_SERVER") or None
     app_env = env.get("APP_ENV", "development")
     keys = {name: env.get(name) or "" for name in SIGNING_KEYS}
     if app_env != "production" and not all(keys.values()):
@@ -132,34 +108,12 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         }
     return {
         "APP_ENV": app_env,
-        "SECRET_KEY": keys["SECRET_KEY"],
-        "JWT_SECRET_KEY": keys["JWT_SECRET_KEY"],
+        **keys,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'accounts.sqlite3'}",
-        "REDIS_URL": redis_url,
-        # Flask-Mail: with no MAIL_SERVER the message is printed and kept in the outbox.
-        "MAIL_SERVER": mail_server,
-        "MAIL_PORT": _int(env, "MAIL_PORT", 25),
-        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS"), False),
-        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL"), False),
-        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
-        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
-        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
-        or "Cinema Accounts <no-reply@localhost>",
-        # Seconds each SMTP operation may take (connect, greeting, every command).
-        "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
-        "MAIL_OUTBOX_DIR": str(instance / "outbox"),
-        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://localhost:8000").rstrip("/"),
-        "ACTIVATION_TOKEN_TTL": _int(env, "ACTIVATION_TOKEN_TTL", 86400),
-        "PASSWORD_RESET_TOKEN_TTL": _int(env, "PASSWORD_RESET_TOKEN_TTL", 86400),
-        "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
-        "JWT_REFRESH_TOKEN_EXPIRES": _int(env, "JWT_REFRESH_TOKEN_EXPIRES", 604800),
-        # The `aud` of access tokens: the services that accept them check it.
-        "JWT_AUDIENCE": env.get("JWT_AUDIENCE") or "cinema",
-        # How long each process keeps the signing keys before reading them again: the
-        # longest a process goes on signing with a key after `flask keys rotate`.
-        "SIGNING_KEY_CACHE_SECONDS": _int(env, "SIGNING_KEY_CACHE_SECONDS", 30),
-        "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+        "REDIS_URL": env.get("REDIS_URL") or None,
+        **_mail_settings(env, instance),
+        **_token_settings(env),
         # A hung PostgreSQL costs a request a few seconds, then a 503; 0 = wait for ever.
         "DATABASE_CONNECT_TIMEOUT": _int(env, "DATABASE_CONNECT_TIMEOUT", 3),
         "DATABASE_STATEMENT_TIMEOUT": _int(env, "DATABASE_STATEMENT_TIMEOUT", 5),
@@ -175,59 +129,44 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
     }
 
 
-def redis_client_options() -> dict[str, Any]:
-    """How every Redis client of a request talks to Redis: a hung Redis costs it about
-    REDIS_TIMEOUT seconds per client, not redis-py's 5 s per try with ten retries."""
+def _mail_settings(env: dict[str, str], instance: Path) -> dict[str, Any]:
     return {
-        "socket_connect_timeout": REDIS_TIMEOUT,
-        "socket_timeout": REDIS_TIMEOUT,
-        # One immediate retry on a refused or reset connection (a pooled socket that a Redis
-        # restart closed), none on a timeout: a Redis that does not answer will not answer
-        # the second time either.
-        "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        # Flask-Mail: with no MAIL_SERVER the message is printed and kept in the outbox.
+        "MAIL_SERVER": env.get("MAIL_SERVER") or None,
+        "MAIL_PORT": _int(env, "MAIL_PORT", 25),
+        "MAIL_USE_TLS": _bool(env.get("MAIL_USE_TLS"), False),
+        "MAIL_USE_SSL": _bool(env.get("MAIL_USE_SSL"), False),
+        "MAIL_USERNAME": env.get("MAIL_USERNAME") or None,
+        "MAIL_PASSWORD": env.get("MAIL_PASSWORD") or None,
+        "MAIL_DEFAULT_SENDER": env.get("MAIL_DEFAULT_SENDER")
+        or "Cinema Accounts <no-reply@localhost>",
+        # Seconds each SMTP operation may take (connect, greeting, every command).
+        "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
+        "MAIL_OUTBOX_DIR": str(instance / "outbox"),
+        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://localhost:8000").rstrip("/"),
     }
 
 
-def engine_options(config: dict[str, Any]) -> dict[str, Any]:
-    # hide_parameters: bound values (password hashes, token hashes, emails) stay out of SQL
-    # logging and out of the text of database errors, which `errors.py` logs.
-    options: dict[str, Any] = {"hide_parameters": True}
-    if not str(config["SQLALCHEMY_DATABASE_URI"]).startswith("postgresql"):
-        return options
-    statement_ms = config["DATABASE_STATEMENT_TIMEOUT"] * 1000
-    options.update(
-        # No pre-ping round trip per checkout: `db.py` drops a pooled connection the server
-        # has closed (a restart) by looking at its socket. Connections are renewed hourly.
-        pool_recycle=3600,
-        connect_args={
-            "connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
-            # The server cancels a statement running longer; `db.py` stops waiting for one
-            # that no answer comes back for (a hung server cancels nothing).
-            "options": f"-c statement_timeout={statement_ms}",
-            # A peer that vanished without closing (a host or network gone) is noticed on
-            # an idle pooled connection within a minute instead of the system's two hours.
-            "keepalives": 1,
-            "keepalives_idle": 30,
-            "keepalives_interval": 10,
-            "keepalives_count": 3,
-        },
-    )
-    return options
+def _token_settings(env: dict[str, str]) -> dict[str, Any]:
+    return {
+        "ACTIVATION_TOKEN_TTL": _int(env, "ACTIVATION_TOKEN_TTL", 86400),
+        "PASSWORD_RESET_TOKEN_TTL": _int(env, "PASSWORD_RESET_TOKEN_TTL", 86400),
+        "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
+        "JWT_REFRESH_TOKEN_EXPIRES": _int(env, "JWT_REFRESH_TOKEN_EXPIRES", 604800),
+        # The `aud` of access tokens: the services that accept them check it.
+        "JWT_AUDIENCE": env.get("JWT_AUDIENCE") or "cinema",
+        # How long each process keeps the signing keys before reading them again: the
+        # longest a process goes on signing with a key after `flask keys rotate`.
+        "SIGNING_KEY_CACHE_SECONDS": _int(env, "SIGNING_KEY_CACHE_SECONDS", 30),
+        "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+    }
 
 
-def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Derive the settings of the extensions from ours, then refuse unsafe production setups."""
+def derive_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """Complete `config` with what the extensions read, derived from our settings; then
+    refuse an unusable or, in production, unsafe configuration (ConfigError)."""
     config["SQLALCHEMY_DATABASE_URI"] = with_psycopg2(str(config["SQLALCHEMY_DATABASE_URI"]))
-    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
-    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
-    config.setdefault("REDIS_CLIENT_OPTIONS", redis_client_options())
-    config.setdefault("RATELIMIT_STORAGE_OPTIONS", config["REDIS_CLIENT_OPTIONS"])
-    # Every count is hit-then-check in a moving window: atomic, with no burst at window edges.
-    config.setdefault("RATELIMIT_STRATEGY", "moving-window")
-    # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
-    # process counts in memory until Redis answers again.
-    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    _limiter_settings(config)
     # Access tokens are signed by app.keys with EdDSA; decoding accepts that one algorithm,
     # our issuer and our audience, whatever a token's header asks for (flask-jwt-extended
     # adds JWT_ALGORITHM, HS256 by default, to the accepted ones, hence set here too).
@@ -247,53 +186,29 @@ def finalize_config(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("OPENAPI_URL_PREFIX", "/")
     config.setdefault("OPENAPI_JSON_PATH", "openapi.json")
     config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
-    # Served by app/docs.py from the pinned swagger-ui-bundle package, never from a CDN.
+    # Served by app/web/docs.py from the pinned swagger-ui-bundle package, never from a CDN.
     config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs/static/")
     if config["APP_ENV"] not in {"development", "production"}:
         raise ConfigError(
             f"APP_ENV must be 'development' or 'production', got {config['APP_ENV']!r}"
         )
-    if config["APP_ENV"] == "production":
-        _refuse_unsafe_production(config)
+    problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
+    if problems:
+        raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
     return config
 
 
-def entropy_bits(value: str) -> float:
-    """Shannon entropy of the string's character frequencies, times its length."""
-    counts = Counter(value)
-    return -sum(n * math.log2(n / len(value)) for n in counts.values())
-
-
-def weak_key_reason(value: str) -> str | None:
-    """Why a signing key cannot protect production, or None."""
-    if not value:
-        return "is not set"
-    if value in PUBLISHED_EXAMPLE_KEYS or value.startswith("replace-with"):
-        return "is an example value published in this repository"
-    if len(value) < MIN_KEY_LENGTH:
-        return f"is shorter than {MIN_KEY_LENGTH} characters"
-    if len(set(value)) < MIN_KEY_DISTINCT_CHARACTERS or entropy_bits(value) < MIN_KEY_ENTROPY_BITS:
-        return "is not random enough (too few different characters)"
-    return None
-
-
-def _refuse_unsafe_production(config: dict[str, Any]) -> None:
-    problems = []
-    for name in SIGNING_KEYS:
-        reason = weak_key_reason(str(config.get(name) or ""))
-        if reason:
-            problems.append(f"{name} {reason}; generate one with {KEY_COMMAND}")
-    if config["SECRET_KEY"] and config["SECRET_KEY"] == config["JWT_SECRET_KEY"]:
-        problems.append("SECRET_KEY and JWT_SECRET_KEY must differ")
-    if str(config["SQLALCHEMY_DATABASE_URI"]).startswith("sqlite"):
-        problems.append("DATABASE_URL must point at PostgreSQL, not SQLite")
-    if not config["REDIS_URL"]:
-        problems.append("REDIS_URL must be set (jobs and rate limits need Redis)")
-    if not config["MAIL_SERVER"]:
-        # Without it emails are printed: reset links would land in the process's log.
-        problems.append("MAIL_SERVER must be set (without it emails, links and all, are printed)")
-    if problems:
-        raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
+def _limiter_settings(config: dict[str, Any]) -> None:
+    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"] or "memory://")
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    config.setdefault("RATELIMIT_KEY_PREFIX", "accounts-limits")
+    config.setdefault("REDIS_CLIENT_OPTIONS", redis_client_options())
+    config.setdefault("RATELIMIT_STORAGE_OPTIONS", config["REDIS_CLIENT_OPTIONS"])
+    # Every count is hit-then-check in a moving window: atomic, with no burst at window edges.
+    config.setdefault("RATELIMIT_STRATEGY", "moving-window")
+    # Redis down must not turn every limited endpoint into a 500 (a registration lost): each
+    # process counts in memory until Redis answers again.
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
 
 
 def check_environment_or_exit() -> None:
@@ -302,6 +217,6 @@ def check_environment_or_exit() -> None:
     Called by gunicorn's master (gunicorn.conf.py) before it forks, since a worker that
     fails at import is only restarted, and by `wsgi.py` for the flask commands."""
     try:
-        finalize_config(load_config(str(INSTANCE_DIR)))
+        derive_settings(load_config(str(INSTANCE_DIR)))
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")

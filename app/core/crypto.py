@@ -1,4 +1,4 @@
-"""Keys derived from SECRET_KEY, one per purpose.
+"""Keys derived from SECRET_KEY, one per purpose; and the hash under which a token is kept.
 
 HKDF-SHA256 with the purpose as its `info` gives each use its own key: a key that leaks from
 one use (or is rotated for it) says nothing about another, and no new secret has to be
@@ -9,6 +9,7 @@ longer be read.
 from __future__ import annotations
 
 import base64
+import hashlib
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -28,3 +29,10 @@ def derive_key(purpose: str) -> bytes:
 def fernet_for(purpose: str) -> Fernet:
     """Authenticated encryption (AES-128-CBC + HMAC-SHA256) with the key of `purpose`."""
     return Fernet(base64.urlsafe_b64encode(derive_key(purpose)))
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a token we hand out (emailed links, refresh tokens): its SHA-256. The
+    token carries 256 random bits, so the hash needs no salt and no slow function, and the
+    database never holds a usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()

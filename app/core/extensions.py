@@ -1,16 +1,12 @@
-"""Extension instances, created once and bound to the app in `create_app`.
+"""Extension instances of no particular package, created once and bound in `create_app`.
 
-Flask-Migrate is bound in `app/migrate.py`, imported only when a migration runs."""
+Each package keeps its own: the JWT manager (app/sessions/access_tokens.py), the API
+(app/web/openapi.py); Flask-Migrate is bound in app/core/migrate.py, imported only when a
+migration runs."""
 
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_mail import Mail
 
-from app.auth.bearer import OneDecodeJWTManager
-from app.openapi import ProblemApi, ProblemResponses
-
-jwt = OneDecodeJWTManager()
 mail = Mail()
-# Every error response in /openapi.json is the problem body the server sends.
-api = ProblemApi(spec_kwargs={"extra_plugins": [ProblemResponses()]})
 limiter = Limiter(key_func=get_remote_address)

@@ -2,7 +2,7 @@
 
 With no MAIL_SERVER the message is printed and kept in MAIL_OUTBOX_DIR, so the embedded
 default shows every link without an SMTP server. Which emails to send, and when, is the
-outbox's business (outbox.py).
+outbox's business (app/courier/outbox.py).
 """
 
 from __future__ import annotations

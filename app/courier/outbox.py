@@ -28,11 +28,12 @@ from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
-from app.crypto import fernet_for
-from app.db import db
-from app.jobs.emails import deliver
-from app.jobs.queue import enqueue_after_commit, is_running, redis_connection
-from app.models import EmailOutbox, utcnow
+from app.core.crypto import fernet_for
+from app.core.db import db, utcnow
+from app.core.redis import redis_connection
+from app.courier.delivery import deliver
+from app.courier.models import EmailOutbox
+from app.courier.queue import enqueue_after_commit, is_running
 
 log = logging.getLogger(__name__)
 

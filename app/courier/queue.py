@@ -3,7 +3,7 @@
 Use cases call `enqueue_after_commit(func, *args)` before they commit. When the session
 commits, the pending jobs are handed to RQ (with `REDIS_URL`) or run in-process (without);
 when it rolls back, they are dropped, so no email goes out for work that did not happen.
-Emails go through the outbox (`outbox.py`), whose sweep hands a job to RQ again when this
+Emails go through the outbox (app/courier/outbox.py), whose sweep hands a job to RQ again when this
 hand-over was lost.
 """
 
@@ -13,10 +13,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from flask import Flask, current_app
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Retry
 from rq.job import Job as RQJob
@@ -24,14 +23,15 @@ from rq.job import JobStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from app.db import db
+from app.core.db import db
+from app.core.redis import redis_connection
 
 log = logging.getLogger(__name__)
 
 QUEUE_NAME = "accounts"
 PENDING_KEY = "pending_jobs"
 # Email jobs: five retries spread over about a quarter of an hour; after that the outbox sweep
-# (app/jobs/outbox.py) dispatches the email again on its own schedule.
+# (app/courier/outbox.py) dispatches the email again on its own schedule.
 RETRY_INTERVALS = [30, 60, 120, 240, 450]
 # RQ kills a job's work horse after this long; an SMTP conversation is bounded well within it.
 JOB_TIMEOUT = 60
@@ -45,29 +45,6 @@ def enqueue_after_commit(func: Callable[..., Any], *args: Any, job_id: str | Non
     if not session.in_transaction():
         session.begin()  # a commit with no transaction fires no hook, and would lose the job
     session.info.setdefault(PENDING_KEY, []).append((func, args, {"job_id": job_id}))
-
-
-def redis_connection(
-    app: Flask | None = None, purpose: Literal["client", "worker"] = "client"
-) -> Redis:
-    """The app's Redis client for `purpose`, made once.
-
-    "client" (requests, the scheduler, enqueueing) gives up after about a second
-    (`REDIS_CLIENT_OPTIONS`). "worker" is the RQ worker's own: it waits for jobs with a
-    blocking BLPOP of several minutes, which a one-second socket timeout would cut, so it
-    leaves the socket timeout for RQ to set above that wait; a separate client, because RQ
-    sets it on the connection pool it is given.
-    """
-    app = app or current_app
-    key = f"accounts_redis_{purpose}"
-    conn = app.extensions.get(key)
-    if conn is None:
-        options = dict(app.config["REDIS_CLIENT_OPTIONS"])
-        if purpose == "worker":
-            options["socket_timeout"] = None
-        conn = Redis.from_url(app.config["REDIS_URL"], **options)
-        app.extensions[key] = conn
-    return conn
 
 
 def get_queue(app: Flask | None = None) -> Queue:

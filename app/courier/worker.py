@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
-from app.db import db
-from app.jobs.queue import Backoff, get_queue, redis_connection
+from app.core.db import db
+from app.core.redis import redis_connection
+from app.courier.queue import Backoff, get_queue
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from flask import Response, send_file
 from werkzeug.exceptions import NotFound
 
-from app.http import Blueprint
-from app.storage import LOCAL_TYPES, PRESIGNED_URL_TTL, LocalStorage, avatar_storage
+from app.identity.storage import LOCAL_TYPES, PRESIGNED_URL_TTL, LocalStorage, avatar_storage
+from app.web.blueprint import Blueprint
 
 blp = Blueprint(
     "media",

@@ -1,12 +1,12 @@
-"""Lookups of users and groups shared by the use cases, the CLI and the tests."""
+"""Lookups of users and groups, for every package, the CLI and the tests."""
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
-from app.db import db
-from app.errors import NotAuthenticated
-from app.models import GroupName, User, UserGroup
+from app.core.db import db
+from app.core.errors import NotAuthenticated
+from app.identity.models import GroupName, User, UserGroup
 
 # Said when a token names an account that was deleted or deactivated since it was issued.
 ACCOUNT_GONE = "The account no longer exists or is not active."

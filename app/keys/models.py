@@ -8,8 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import db
-from app.models import UTCDateTime, utcnow
+from app.core.db import UTCDateTime, db, utcnow
 
 
 class SigningKey(db.Model):  # type: ignore[name-defined]

@@ -20,10 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
-from app.db import db
+from app.core.db import db, utcnow
 from app.keys import service
 from app.keys.models import SigningKey
-from app.models import utcnow
 
 FORCED_RELOAD_INTERVAL = 1.0  # seconds
 

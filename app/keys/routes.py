@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.http import Blueprint
 from app.keys.ring import keyring
 from app.keys.schemas import JWKSetSchema
+from app.web.blueprint import Blueprint
 
 blp = Blueprint(
     "keys",

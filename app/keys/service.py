@@ -29,11 +29,10 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.crypto import fernet_for
-from app.db import db
-from app.errors import Conflict
+from app.core.crypto import fernet_for
+from app.core.db import db, utcnow
+from app.core.errors import Conflict
 from app.keys.models import SigningKey
-from app.models import utcnow
 
 ALGORITHM = "EdDSA"
 ENCRYPTION_PURPOSE = "signing-keys"

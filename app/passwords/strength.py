@@ -1,48 +1,18 @@
-"""Password hashing (argon2id) and the strength rule of the contract."""
+"""The strength rule of the contract: 8 to 128 characters, not guessable, not built from the
+account's email."""
 
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 
-from argon2 import PasswordHasher, Type
-from argon2.exceptions import InvalidHashError, VerificationError
-
-from app.auth.guesses import estimate
-from app.errors import InvalidInput
+from app.core.errors import InvalidInput
+from app.passwords.estimator import estimate
 
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 # zxcvbn's score 3 starts at 10**8 guesses ("safely unguessable" for online attacks).
 MIN_GUESSES_LOG10 = 8.0
 _SEPARATORS = re.compile(r"[\W_]+")
-
-# argon2id at OWASP's recommended minimum (m=19 MiB, t=2, p=1): about 25 ms a hash here, where
-# argon2-cffi's default (t=3, m=64 MiB, p=4) took about 170 ms and capped sign-ups at ~6/s on
-# two cores. Raising these later is safe: older hashes are upgraded at the next login.
-hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, type=Type.ID)
-
-
-def hash_password(password: str) -> str:
-    return hasher.hash(password)
-
-
-def verify_password(password_hash: str, password: str) -> bool:
-    try:
-        return hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-def needs_rehash(password_hash: str) -> bool:
-    return hasher.check_needs_rehash(password_hash)
-
-
-@lru_cache(maxsize=1)
-def dummy_hash() -> str:
-    """Verified against when the email is unknown, so both failures take the same time."""
-    return hasher.hash("not a real password, only here to spend the same time")
-
 
 EMAIL_MESSAGE = "Do not build the password from your email address; choose unrelated words."
 

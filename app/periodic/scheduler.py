@@ -34,9 +34,10 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler
 
-from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.outbox import sweep_outbox
-from app.jobs.queue import QUEUE_NAME, Backoff, is_running, redis_connection
+from app.core.redis import redis_connection
+from app.courier.outbox import sweep_outbox
+from app.courier.queue import QUEUE_NAME, Backoff, is_running
+from app.periodic.cleanup import delete_expired_tokens
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""The JWT manager: an access token is decoded once instead of three times, and its
-signature checked once per process.
+"""The access token: signed for a login (`issue_access_token`), verified by the JWT manager,
+which decodes it once instead of three times and checks its signature once per process.
 
 flask-jwt-extended 4.7 decodes every token twice without checking it (its claims, then its
 header, for the key callback) before the decode that verifies it, and PyJWT validates every
@@ -24,14 +24,20 @@ import binascii
 import json
 import threading
 import time
+import uuid
 from collections import OrderedDict
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
-from flask_jwt_extended import JWTManager
+from flask_jwt_extended import JWTManager, decode_token
 from flask_jwt_extended.config import config
+from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_jwt_extended.tokens import _decode_jwt
-from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError
+from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError, InvalidTokenError
+
+from app.identity.models import User
+from app.keys.ring import keyring
 
 # Tokens remembered per process: about 1.5 KiB each, so at most a few MiB. Only tokens that
 # passed the full check get in, so a stranger cannot fill it; at worst one evicts tokens
@@ -39,7 +45,7 @@ from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError
 VERIFIED_TOKENS = 2048
 
 
-def login_of(claims: dict[str, Any]) -> tuple[int, str] | None:
+def login_named_by(claims: dict[str, Any]) -> tuple[int, str] | None:
     """The (user id, login family) a verified access token names, or None when it names none
     this service could have issued."""
     family, subject = claims.get("fam"), claims.get("sub")
@@ -105,7 +111,7 @@ class OneDecodeJWTManager(JWTManager):
 
     # Overrides the method of flask-jwt-extended 4.7.x (pinned) that reads a token, which
     # `decode_token` calls: the same arguments and errors, without its two unverified
-    # decodes. Errors are the guard's to answer (app/auth/guards.py), so an expired token's
+    # decodes. Errors are the guard's to answer (app/sessions/guard.py), so an expired token's
     # error carries nothing for flask-jwt-extended's own callbacks.
     def _decode_jwt_from_config(
         self, encoded_token: str, csrf_value: Any = None, allow_expired: bool = False
@@ -119,7 +125,7 @@ class OneDecodeJWTManager(JWTManager):
             _check_times(claims, config.leeway)
             return dict(claims)
         header = unverified_header(encoded_token)
-        # The callback is ours (app/auth/guards.py) and reads only the header.
+        # The callback is ours (`_verification_key`) and reads only the header.
         secret = self._decode_key_callback(header, {})
         decoded: dict[str, Any] = _decode_jwt(
             algorithms=config.decode_algorithms,
@@ -137,3 +143,44 @@ class OneDecodeJWTManager(JWTManager):
         if not allow_expired and not csrf_value:
             verified.put(encoded_token, header, decoded)
         return dict(decoded)
+
+
+jwt = OneDecodeJWTManager()
+
+
+@jwt.decode_key_loader
+def _verification_key(header: dict[str, Any], _claims: dict[str, Any]) -> Any:
+    # The key named by the token's kid; the algorithm stays the one pinned in config.
+    return keyring().verification_key(header.get("kid"))
+
+
+def issue_access_token(user: User, family_id: str, now: datetime, lifetime: timedelta) -> str:
+    """An access token of the login `family_id`, signed by the current key.
+
+    It carries the family id, so ending the login (logout, reuse, a password change) also
+    stops the access tokens issued to it."""
+    settings = current_app.config
+    return keyring().sign(
+        {
+            "iss": settings["PUBLIC_BASE_URL"],
+            "aud": settings["JWT_AUDIENCE"],
+            "sub": str(user.id),
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": uuid.uuid4().hex,
+            "type": "access",
+            "fam": family_id,
+            # As of issue time, for the services that trust the token; our own endpoints
+            # read the stored group, so a change applies on the next request.
+            "group": user.group.name.value,
+        }
+    )
+
+
+def login_of_any_token(token: str) -> tuple[int, str] | None:
+    """The login an access token names, expired or not; None for anything not ours (logout
+    ends the login of the access token it is given, if it can tell which)."""
+    try:
+        return login_named_by(decode_token(token, allow_expired=True))
+    except (InvalidTokenError, JWTExtendedException):
+        return None

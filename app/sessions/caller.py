@@ -3,7 +3,7 @@
 A plain, read-only record rather than the ORM's `User`: every authenticated request reads
 it, and the ORM's identity map and eager-loading path cost several times the query itself
 (issue 14). A route that changes the account loads the `User` it changes
-(`guards.current_account`).
+(`guard.load_caller_user`).
 
 The statement's columns are the two records' fields in order: a Caller's six, the profile
 row's id (None: no profile), a CallerProfile's fields, then whether the login is live.
@@ -17,8 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from app.db import prepared, read_first
-from app.models import Gender, GroupName, RefreshToken, User, UserGroup, UserProfile, utcnow
+from app.core.db import read_on_own_connection, utcnow
+from app.core.postgres import prepared
+from app.identity.models import Gender, GroupName, User, UserGroup, UserProfile
+from app.sessions.models import RefreshToken
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,7 @@ def load_caller(user_id: int, family: str) -> tuple[Caller | None, bool]:
     neither revoked nor expired: a token naming a family that was never issued is refused
     too, even with a valid signature.
     """
-    row = read_first(_CALLER, {"family": family, "user_id": user_id, "now": utcnow()})
+    row = read_on_own_connection(_CALLER, {"family": family, "user_id": user_id, "now": utcnow()})
     if row is None:
         return None, False
     values: tuple[Any, ...] = tuple(row)

@@ -4,9 +4,9 @@ Every authenticated request reads the caller from the database, so a deactivated
 user, or an ended login, is refused at once, and authorization reads the stored group, never
 a claim.
 
-The token is verified by flask-jwt-extended's `decode_token` (app/auth/bearer.py: once per
-process for a given token, its expiry and key at every use); the caller is read by one
-prepared statement (app/auth/callers.py).
+The token is verified by flask-jwt-extended's `decode_token` (app/sessions/access_tokens.py:
+once per process for a given token, its expiry and key at every use); the caller is read by
+one prepared statement (app/sessions/caller.py).
 """
 
 from __future__ import annotations
@@ -21,15 +21,13 @@ from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import ExpiredSignatureError, InvalidTokenError
 
-from app.auth.bearer import login_of
-from app.auth.callers import Caller, load_caller
-from app.errors import NotAuthenticated, PermissionDenied
-from app.extensions import jwt
-from app.http import bearer_token
-from app.keys.ring import keyring
-from app.models import GroupName, User
-from app.openapi import BEARER
-from app.users import ACCOUNT_GONE, active_user
+from app.core.errors import NotAuthenticated, PermissionDenied
+from app.identity.models import GroupName, User
+from app.identity.users import ACCOUNT_GONE, active_user
+from app.sessions.access_tokens import login_named_by
+from app.sessions.caller import Caller, load_caller
+from app.web.openapi import BEARER
+from app.web.requests import bearer_token
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -37,13 +35,6 @@ SEND_TOKEN = "Send an access token: Authorization: Bearer <token>."  # noqa: S10
 NOT_VALID = "The access token is not valid."
 EXPIRED = "The access token has expired; refresh it."
 REVOKED = "The access token has been revoked; log in again."
-
-
-def register_jwt_callbacks() -> None:
-    @jwt.decode_key_loader
-    def verification_key(header: dict[str, Any], _claims: dict[str, Any]) -> Any:
-        # The key named by the token's kid; the algorithm stays the one pinned in config.
-        return keyring().verification_key(header.get("kid"))
 
 
 def authenticate() -> Caller:
@@ -61,7 +52,7 @@ def authenticate() -> Caller:
         raise NotAuthenticated(NOT_VALID) from None
     if claims.get("type") != "access":
         raise NotAuthenticated(NOT_VALID)
-    login = login_of(claims)
+    login = login_named_by(claims)
     if login is None:  # a login this service never issued
         raise NotAuthenticated(REVOKED)
     user_id, family = login
@@ -106,11 +97,12 @@ STAFF = (GroupName.MODERATOR, GroupName.ADMIN)
 
 
 def current_caller() -> Caller:
-    """The caller of this guarded request, as the guard read it."""
+    """The caller of this guarded request, as the guard read it: a read-only record, enough
+    for every route that only reads."""
     caller: Caller = g.caller
     return caller
 
 
-def current_account() -> User:
+def load_caller_user() -> User:
     """The caller's `User`, for a route that changes the account: one more read by key."""
     return active_user(current_caller().id)  # deleted or deactivated since: refused

@@ -1,8 +1,8 @@
-"""Email tokens (activation, reset) and the token pair with its refresh-token record."""
+"""A login ("family") and its refresh tokens: issue the token pair, spend a refresh token,
+end a login or every login of a user."""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from datetime import datetime, timedelta
@@ -11,53 +11,13 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
-from app.db import db, rows_changed
-from app.errors import InvalidToken
-from app.keys.ring import keyring
-from app.models import ActivationToken, PasswordResetToken, RefreshToken, User, utcnow
-
-EmailTokenModel = type[ActivationToken] | type[PasswordResetToken]
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def drop_email_tokens(user_id: int, *models: EmailTokenModel) -> None:
-    """Spend the user's emailed links of these kinds, sent or not: none works any more."""
-    for model in models:
-        db.session.execute(sa.delete(model).where(model.user_id == user_id))
-
-
-def issue_email_token(model: EmailTokenModel, user: User, ttl_seconds: int) -> str:
-    """Replace the user's token of this kind with a new one; return the secret for the email.
-
-    32 random bytes from `secrets` (256 bits); only the SHA-256 is stored.
-    """
-    drop_email_tokens(user.id, model)
-    secret = secrets.token_urlsafe(32)
-    db.session.add(
-        model(
-            user_id=user.id,
-            token_hash=hash_token(secret),
-            expires_at=utcnow() + timedelta(seconds=ttl_seconds),
-        )
-    )
-    return secret
-
-
-def spend_email_token(model: EmailTokenModel, secret: str, how_to_renew: str) -> User:
-    """Delete the token and return its user; unknown, spent and expired tokens are refused."""
-    token = db.session.scalar(sa.select(model).where(model.token_hash == hash_token(secret)))
-    if token is None:
-        raise InvalidToken(f"This link is invalid or has already been used. {how_to_renew}")
-    if token.expires_at <= utcnow():
-        raise InvalidToken(f"This link has expired. {how_to_renew}")
-    # The delete decides: of two concurrent requests with one token, only one removes the row.
-    if rows_changed(sa.delete(model).where(model.id == token.id)) != 1:
-        raise InvalidToken(f"This link is invalid or has already been used. {how_to_renew}")
-    return token.user
-
+from app.core.crypto import hash_token
+from app.core.db import db, delete_expired, utcnow
+from app.core.errors import NotAuthenticated
+from app.core.log import audit
+from app.identity.models import User
+from app.sessions.access_tokens import issue_access_token
+from app.sessions.models import RefreshToken
 
 # A Core INSERT: nothing reads the record back, and the ORM's unit of work would cost as much
 # CPU as the rest of a refresh. Built once: SQLAlchemy computes a new statement's cache key on
@@ -68,11 +28,11 @@ _INSERT_REFRESH_TOKEN = sa.insert(RefreshToken.__table__)
 def issue_token_pair(
     user: User, family_id: str | None = None, family_expires_at: datetime | None = None
 ) -> dict[str, Any]:
-    """Create an access token and a refresh token for one login ("family").
+    """Create an access token and a refresh token for one login ("family"): a new login when
+    `family_id` is None, else the next pair of that login.
 
-    The access token carries the family id, so revoking the family (logout, reuse, password
-    change) also stops the access tokens issued to it. Rotation keeps the family's absolute
-    expiry: refreshing never makes a login last longer than JWT_REFRESH_TOKEN_EXPIRES.
+    Rotation keeps the family's absolute expiry: refreshing never makes a login last longer
+    than JWT_REFRESH_TOKEN_EXPIRES.
 
     The refresh token is an opaque random string (256 bits) whose SHA-256 is its record:
     only this service reads it, so it needs no signature, and no other service can mistake
@@ -85,21 +45,7 @@ def issue_token_pair(
         family_expires_at = now + timedelta(seconds=config["JWT_REFRESH_TOKEN_EXPIRES"])
     # An access token never outlives its login: near the end of the family it is shorter.
     access_ttl = min(timedelta(seconds=config["JWT_ACCESS_TOKEN_EXPIRES"]), family_expires_at - now)
-    access_token = keyring().sign(
-        {
-            "iss": config["PUBLIC_BASE_URL"],
-            "aud": config["JWT_AUDIENCE"],
-            "sub": str(user.id),
-            "iat": now,
-            "exp": now + access_ttl,
-            "jti": uuid.uuid4().hex,
-            "type": "access",
-            "fam": family_id,
-            # As of issue time, for the services that trust the token; our own endpoints
-            # read the stored group, so a change applies on the next request.
-            "group": user.group.name.value,
-        }
-    )
+    access_token = issue_access_token(user, family_id, now, access_ttl)
     refresh_token = secrets.token_urlsafe(32)
     db.session.execute(
         _INSERT_REFRESH_TOKEN,
@@ -118,7 +64,50 @@ def issue_token_pair(
     }
 
 
-def revoke_family(family_id: str) -> None:
+# Built once, values bound at execution. No session object can hold the token yet, so the
+# ORM need not look for one to update ("synchronize_session": a third of the statement's CPU).
+_SPEND_UNUSED_TOKEN = (
+    sa.update(RefreshToken)
+    .where(
+        RefreshToken.token_hash == sa.bindparam("presented_hash"),
+        RefreshToken.used_at.is_(None),
+        RefreshToken.revoked_at.is_(None),
+        RefreshToken.expires_at > sa.bindparam("now", type_=RefreshToken.expires_at.type),
+    )
+    .values(used_at=sa.bindparam("now", type_=RefreshToken.used_at.type))
+    .returning(RefreshToken)
+    .execution_options(synchronize_session=False)
+)
+
+
+def spend_refresh_token(refresh_token: str) -> RefreshToken:
+    """Mark the presented refresh token used and return its record.
+
+    A refresh token works once. Presented again (at refresh or at logout) it was stolen or
+    replayed, so every token of its login ("family") is revoked (RFC 9700 section 4.14.2).
+    """
+    token_hash = hash_token(refresh_token)
+    now = utcnow()
+    # Spend it atomically, and read it in the same round trip: of two concurrent requests
+    # with one token, only one updates the row.
+    record = db.session.scalar(_SPEND_UNUSED_TOKEN, {"presented_hash": token_hash, "now": now})
+    if record is not None:
+        return record
+    known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+    if known is None or known.revoked_at is not None:
+        raise NotAuthenticated("The refresh token is not valid or has been revoked; log in again.")
+    if known.expires_at <= now:
+        raise NotAuthenticated("The refresh token has expired; log in again.")
+    end_login(known.family_id)
+    db.session.commit()
+    audit("refresh_token_reuse_detected", user_id=known.user_id, family=known.family_id)
+    raise NotAuthenticated(
+        "The refresh token was already used; every session of this login is revoked."
+    )
+
+
+def end_login(family_id: str) -> None:
+    """Revoke the login's refresh tokens: its access tokens stop at their next use."""
     db.session.execute(
         sa.update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -126,9 +115,15 @@ def revoke_family(family_id: str) -> None:
     )
 
 
-def revoke_user_sessions(user_id: int) -> None:
+def end_all_logins(user_id: int) -> None:
+    """Revoke every login of the user (a password change, a deactivation)."""
     db.session.execute(
         sa.update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+
+
+def delete_expired_refresh_tokens(now: datetime, batch_size: int, pause_seconds: float) -> int:
+    """Delete the refresh tokens of logins expired by `now` (the scheduled clean-up)."""
+    return delete_expired(RefreshToken, now, batch_size, pause_seconds)

@@ -1,68 +1,38 @@
-"""The use cases of the sign-up and sign-in journey.
+"""The emailed-link flows: registration and its activation link, a new activation link, the
+forgotten password and its reset link.
 
-Each function checks, writes, and commits once; it raises a domain error instead of
-building a response. Emails are recorded in the outbox, in the same transaction.
+Each use case checks, writes, and commits once; it raises a domain error instead of building
+a response. Emails are recorded in the outbox, in the same transaction.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
-from flask import current_app, render_template
-from flask_jwt_extended import decode_token
-from flask_jwt_extended.exceptions import JWTExtendedException
-from jwt import InvalidTokenError
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
-from app.auth import passwords, tokens
-from app.auth.bearer import login_of
-from app.db import db
-from app.errors import (
-    Conflict,
-    InvalidInput,
-    InvalidToken,
-    NotAuthenticated,
-    PermissionDenied,
-    WrongPassword,
-)
-from app.jobs.outbox import queue_email
-from app.limits import may_email
-from app.log import audit
-from app.models import (
-    ActivationToken,
-    GroupName,
-    PasswordResetToken,
-    RefreshToken,
-    User,
-    UserProfile,
-    utcnow,
-)
-from app.users import active_user, find_user_by_email, get_group
+from app.core.db import db
+from app.core.errors import Conflict, InvalidToken, NextStep
+from app.core.log import audit
+from app.courier.messages import hours, queue_message
+from app.courier.quota import email_quota_allows
+from app.identity.models import GroupName, User, UserProfile
+from app.identity.users import find_user_by_email, get_group
+from app.links.models import ActivationToken, PasswordResetToken
+from app.links.tokens import INVALID_LINK, drop_email_tokens, issue_email_token, spend_email_token
+from app.passwords import hashing
+from app.passwords.service import set_password
+from app.passwords.strength import check_password_strength
 
-RENEW_ACTIVATION = "Ask for a new activation link with POST /auth/activate/resend."
-RENEW_RESET = "Ask for a new reset link with POST /auth/password/forgot."
 EMAIL_TAKEN = "An account with this email already exists."
-
-
-def _queue_email(to: str, template: str, subject: str, **context: Any) -> None:
-    context.setdefault("base_url", current_app.config["PUBLIC_BASE_URL"])
-    text = render_template(f"email/{template}.txt", **context)
-    html = render_template(f"email/{template}.html", **context)
-    queue_email(to, subject, text, html)
-
-
-def _hours(seconds: int) -> str:
-    hours = seconds / 3600
-    return f"{hours:g} hour{'s' if hours != 1 else ''}"
 
 
 def _queue_activation_email(user: User, template: str = "activation") -> None:
     ttl = current_app.config["ACTIVATION_TOKEN_TTL"]
-    secret = tokens.issue_email_token(ActivationToken, user, ttl)
+    secret = issue_email_token(ActivationToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/activate?token={secret}"
-    _queue_email(
-        user.email, template, "Activate your cinema account", link=link, lifetime=_hours(ttl)
+    queue_message(
+        user.email, template, "Activate your cinema account", link=link, lifetime=hours(ttl)
     )
 
 
@@ -72,8 +42,8 @@ def register(email: str, password: str) -> User:
     Whoever registered the email first may not own it (pre-hijacking): until the link is
     used, a new registration replaces the pending password and kills every older link.
     """
-    passwords.check_password_strength(password, email)
-    password_hash = passwords.hash_password(password)
+    check_password_strength(password, email)
+    password_hash = hashing.hash_password(password)
     user = _pending_account(email)
     registered_before = user is not None
     if user is None:
@@ -92,7 +62,7 @@ def register(email: str, password: str) -> User:
             registered_before = True
     user.password_hash = password_hash
     # The contract: a registration again kills every older link (a reset link too).
-    tokens.drop_email_tokens(user.id, PasswordResetToken)
+    drop_email_tokens(user.id, PasswordResetToken)
     _queue_activation_email(user)  # replaces any older activation link
     db.session.commit()
     audit("user_registered", user_id=user.id, registered_before=registered_before)
@@ -111,9 +81,11 @@ def _pending_account(email: str) -> User | None:
 
 
 def activate(secret: str) -> None:
-    user = tokens.spend_email_token(ActivationToken, secret, RENEW_ACTIVATION)
+    """Spend an activation link: the account it was sent for becomes active. A link that
+    outlived an admin's deactivation activates nothing."""
+    user = spend_email_token(ActivationToken, secret, NextStep.ASK_ACTIVATION_LINK)
     if user.deactivated_at is not None:
-        raise InvalidToken(f"This link is invalid or has already been used. {RENEW_ACTIVATION}")
+        raise InvalidToken(INVALID_LINK, next_step=NextStep.ASK_ACTIVATION_LINK)
     user.activate()
     db.session.commit()
     audit("user_activated", user_id=user.id)
@@ -124,111 +96,11 @@ def resend_activation(email: str) -> None:
     user = find_user_by_email(email)
     if user is None or user.is_active or user.deactivated_at is not None:
         return
-    if not may_email("activation", user.email):
+    if not email_quota_allows("activation", user.email):
         return  # the newest of the links already sent still works
     _queue_activation_email(user, template="activation_resend")
     db.session.commit()
     audit("activation_resent", user_id=user.id)
-
-
-def login(email: str, password: str) -> dict[str, Any]:
-    user = find_user_by_email(email)
-    if user is None:
-        passwords.verify_password(passwords.dummy_hash(), password)
-        audit("login_failed", reason="unknown_email")
-        raise NotAuthenticated("The email or password is wrong.")
-    if not passwords.verify_password(user.password_hash, password):
-        audit("login_failed", reason="wrong_password", user_id=user.id)
-        raise NotAuthenticated("The email or password is wrong.")
-    if user.deactivated_at is not None:
-        audit("login_refused", reason="deactivated", user_id=user.id)
-        raise PermissionDenied("This account has been deactivated; contact support.")
-    if not user.is_active:
-        audit("login_refused", reason="not_activated", user_id=user.id)
-        raise PermissionDenied(f"This account is not activated yet. {RENEW_ACTIVATION}")
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
-    pair = tokens.issue_token_pair(user)
-    db.session.commit()
-    audit("login_succeeded", user_id=user.id)
-    return pair
-
-
-# Built once, values bound at execution. No session object can hold the token yet, so the
-# ORM need not look for one to update ("synchronize_session": a third of the statement's CPU).
-_SPEND = (
-    sa.update(RefreshToken)
-    .where(
-        RefreshToken.token_hash == sa.bindparam("presented_hash"),
-        RefreshToken.used_at.is_(None),
-        RefreshToken.revoked_at.is_(None),
-        RefreshToken.expires_at > sa.bindparam("now", type_=RefreshToken.expires_at.type),
-    )
-    .values(used_at=sa.bindparam("now", type_=RefreshToken.used_at.type))
-    .returning(RefreshToken)
-    .execution_options(synchronize_session=False)
-)
-
-
-def _spend_refresh_token(refresh_token: str) -> RefreshToken:
-    """Mark the presented refresh token used and return its record.
-
-    A refresh token works once. Presented again (at refresh or at logout) it was stolen or
-    replayed, so every token of its login ("family") is revoked (RFC 9700 section 4.14.2).
-    """
-    token_hash = tokens.hash_token(refresh_token)
-    now = utcnow()
-    # Spend it atomically, and read it in the same round trip: of two concurrent requests
-    # with one token, only one updates the row.
-    record = db.session.scalar(_SPEND, {"presented_hash": token_hash, "now": now})
-    if record is not None:
-        return record
-    known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.token_hash == token_hash))
-    if known is None or known.revoked_at is not None:
-        raise NotAuthenticated("The refresh token is not valid or has been revoked; log in again.")
-    if known.expires_at <= now:
-        raise NotAuthenticated("The refresh token has expired; log in again.")
-    tokens.revoke_family(known.family_id)
-    db.session.commit()
-    audit("refresh_token_reuse_detected", user_id=known.user_id, family=known.family_id)
-    raise NotAuthenticated(
-        "The refresh token was already used; every session of this login is revoked."
-    )
-
-
-def refresh(refresh_token: str) -> dict[str, Any]:
-    record = _spend_refresh_token(refresh_token)
-    user = active_user(record.user_id)  # refused: the spend is never committed
-    pair = tokens.issue_token_pair(
-        user, family_id=record.family_id, family_expires_at=record.expires_at
-    )
-    db.session.commit()
-    audit("token_refreshed", user_id=user.id, family=record.family_id)
-    return pair
-
-
-def logout(refresh_token: str, access_token: str | None) -> None:
-    record = _spend_refresh_token(refresh_token)
-    tokens.revoke_family(record.family_id)
-    if access_token:
-        # The access token may be of another login of the same user; end that one too.
-        try:
-            login = login_of(decode_token(access_token, allow_expired=True))
-        except (InvalidTokenError, JWTExtendedException):
-            login = None
-        if login is not None and login[0] == record.user_id:
-            tokens.revoke_family(login[1])
-    db.session.commit()
-    audit("logged_out", user_id=record.user_id, family=record.family_id)
-
-
-def change_password(user: User, old_password: str, new_password: str) -> None:
-    if not passwords.verify_password(user.password_hash, old_password):
-        audit("password_change_failed", user_id=user.id)
-        raise WrongPassword("The current password is wrong.")
-    set_password(user, new_password, field="new_password")
-    db.session.commit()
-    audit("password_changed", user_id=user.id)
 
 
 def forgot_password(email: str) -> None:
@@ -238,45 +110,31 @@ def forgot_password(email: str) -> None:
     user = find_user_by_email(email)
     if user is None or user.deactivated_at is not None:
         return
-    if not may_email("password-reset", user.email):
+    if not email_quota_allows("password-reset", user.email):
         return  # the newest of the links already sent still works
     ttl = current_app.config["PASSWORD_RESET_TOKEN_TTL"]
-    secret = tokens.issue_email_token(PasswordResetToken, user, ttl)
+    secret = issue_email_token(PasswordResetToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/password/reset?token={secret}"
-    _queue_email(
-        user.email, "password_reset", "Reset your cinema password", link=link, lifetime=_hours(ttl)
+    queue_message(
+        user.email, "password_reset", "Reset your cinema password", link=link, lifetime=hours(ttl)
     )
     db.session.commit()
     audit("password_reset_requested", user_id=user.id)
 
 
 def reset_password(secret: str, new_password: str) -> None:
-    user = tokens.spend_email_token(PasswordResetToken, secret, RENEW_RESET)
+    """Spend a reset link for a new password: every login ends, and nobody is signed in. A
+    never-activated account is activated, since the link proved the mailbox."""
+    user = spend_email_token(PasswordResetToken, secret, NextStep.ASK_RESET_LINK)
     if user.deactivated_at is not None:  # a link that outlived the deactivation (a race)
-        raise InvalidToken(f"This link is invalid or has already been used. {RENEW_RESET}")
+        raise InvalidToken(INVALID_LINK, next_step=NextStep.ASK_RESET_LINK)
     set_password(user, new_password, field="new_password")
     activates = not user.is_active
     if activates:
         # The link reached the mailbox: it proves the address as an activation link does.
         user.activate()
-        tokens.drop_email_tokens(user.id, ActivationToken)
+        drop_email_tokens(user.id, ActivationToken)
     db.session.commit()
     audit("password_reset", user_id=user.id)
     if activates:
         audit("user_activated", user_id=user.id, by="password_reset")
-
-
-def set_password(user: User, new_password: str, field: str) -> None:
-    """Set a new password: strength rule, every session ended, no reset link left, a notice."""
-    if passwords.verify_password(user.password_hash, new_password):
-        raise InvalidInput(
-            "The new password must differ from the current one.",
-            errors={field: ["Choose a password different from the current one."]},
-        )
-    passwords.check_password_strength(new_password, user.email, field=field)
-    user.password_hash = passwords.hash_password(new_password)
-    tokens.revoke_user_sessions(user.id)
-    tokens.drop_email_tokens(user.id, PasswordResetToken)
-    _queue_email(
-        user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
-    )

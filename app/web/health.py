@@ -9,9 +9,9 @@ import sqlalchemy as sa
 from flask import Response, current_app, jsonify
 from marshmallow import Schema, fields
 
-from app.db import db
-from app.http import Blueprint
-from app.jobs.queue import redis_connection
+from app.core.db import db
+from app.core.redis import redis_connection
+from app.web.blueprint import Blueprint
 
 blp = Blueprint(
     "health", __name__, url_prefix="/health", description="Service health", cacheable=True

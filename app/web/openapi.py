@@ -1,4 +1,4 @@
-"""The OpenAPI side of the API: the problem body, the bearer scheme and the Api subclass.
+"""The OpenAPI side of the API: the problem body, the bearer scheme and the one `api`.
 
 Every error response in /openapi.json is documented as the problem body `errors.problem()`
 sends, in one place (the `ProblemResponses` plugin), so no route can document it wrongly.
@@ -13,7 +13,7 @@ from apispec import APISpec, BasePlugin
 from flask_smorest import Api
 from marshmallow import Schema, fields
 
-from app.errors import PROBLEM_JSON
+from app.web.problems import PROBLEM_JSON
 
 # The security requirement of every operation that takes an access token.
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -116,3 +116,8 @@ class ProblemApi(Api):  # type: ignore[misc]
     def init_app(self, app: Any, *args: Any, **kwargs: Any) -> None:
         super().init_app(app, *args, **kwargs)
         self.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
+
+
+# Every blueprint registers with it (app/factory.py); every error response in /openapi.json is
+# the problem body the server sends.
+api = ProblemApi(spec_kwargs={"extra_plugins": [ProblemResponses()]})

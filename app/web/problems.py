@@ -1,14 +1,16 @@
-"""Domain errors and the one place where every error becomes an RFC 9457 problem response."""
+"""The one place where every error (a domain error, werkzeug's, the database's, any other)
+becomes an RFC 9457 problem response."""
 
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
 from typing import Any
 
 from flask import Flask, Response, jsonify
 from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from app.core.errors import DomainError, NextStep
 
 log = logging.getLogger(__name__)
 
@@ -29,59 +31,11 @@ DATABASE_UNAVAILABLE = (
 DATABASE_RETRY_AFTER = 5
 
 
-class DomainError(Exception):
-    """An expected failure of a use case; `status` and `title` say how the API answers it.
-
-    A subclass is one line: `class Conflict(DomainError, status=409)`; its title is the
-    status's reason phrase unless it names one of its own. None of the names shadows a
-    werkzeug exception, so an import can never silently swap one for the other.
-    """
-
-    status = 400
-    title = "Bad Request"
-
-    def __init_subclass__(cls, *, status: int, title: str | None = None, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.status = status
-        cls.title = title or HTTPStatus(status).phrase
-
-    def __init__(self, detail: str, *, errors: dict[str, list[str]] | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.errors = errors
-
-
-class InvalidInput(DomainError, status=422, title="Unprocessable Content"): ...
-
-
-class InvalidToken(DomainError, status=400, title="Invalid Token"): ...
-
-
-class WrongPassword(DomainError, status=400, title="Wrong Password"): ...
-
-
-class NotAuthenticated(DomainError, status=401): ...
-
-
-class PermissionDenied(DomainError, status=403): ...
-
-
-class UserNotFound(DomainError, status=404): ...
-
-
-class Conflict(DomainError, status=409): ...
-
-
-class ContentTooLarge(DomainError, status=413, title="Content Too Large"): ...
-
-
-class UnsupportedImage(DomainError, status=415): ...
-
-
-class TooManyAttempts(DomainError, status=429):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("Too many requests; retry after the time given in Retry-After.")
-        self.retry_after = retry_after
+# The next steps services name, in words: the endpoints are the web layer's to say.
+NEXT_STEPS = {
+    NextStep.ASK_ACTIVATION_LINK: "Ask for a new activation link with POST /auth/activate/resend.",
+    NextStep.ASK_RESET_LINK: "Ask for a new reset link with POST /auth/password/forgot.",
+}
 
 
 def problem(
@@ -159,7 +113,10 @@ def handle_http_exception(exc: HTTPException) -> Response:
 def handle_domain_error(exc: DomainError) -> Response:
     retry_after = getattr(exc, "retry_after", None)
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-    return problem(exc.status, exc.title, exc.detail, errors=exc.errors, headers=headers)
+    detail = exc.detail
+    if exc.next_step is not None:
+        detail = f"{detail} {NEXT_STEPS[exc.next_step]}"
+    return problem(exc.status, exc.title, detail, errors=exc.errors, headers=headers)
 
 
 def handle_database_unavailable(exc: Exception) -> Response:

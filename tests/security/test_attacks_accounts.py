@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.db import db
-from app.models import ActivationToken, PasswordResetToken
-from app.users import find_user_by_email
-from tests.helpers import PASSWORD, USER_KEYS, Accounts, Mailbox, assert_problem, at_once, bearer
+from app.core.db import db
+from app.identity.users import find_user_by_email
+from app.links.models import ActivationToken, PasswordResetToken
+from tests.support.http import PASSWORD, USER_KEYS, Accounts, assert_problem, at_once, bearer
+from tests.support.mail import Mailbox
 
 ATTACKER_PASSWORD = "attacker owns this mailbox surely"
 VICTIM_PASSWORD = "orchid plumber sextant gravel"

@@ -18,17 +18,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from PIL import Image
 
-from tests.helpers import (
-    Accounts,
-    Mailbox,
-    Uploader,
-    assert_problem,
-    bearer,
-    exif_with_secrets,
-    image_bytes,
-    only_key,
-    run_worker,
-)
+from tests.support.apps import run_worker
+from tests.support.http import Accounts, assert_problem, bearer
+from tests.support.images import Uploader, exif_with_secrets, image_bytes, only_key
+from tests.support.mail import Mailbox
 
 
 @functools.cache

@@ -30,20 +30,14 @@ from PIL import Image
 from redis import Redis
 
 from app import create_app
-from app.config import PUBLISHED_EXAMPLE_KEYS, ConfigError, development_keys
-from app.errors import MAX_FIELD_ERRORS
-from app.http import MAX_JSON_BODY
-from tests.helpers import (
-    PASSWORD,
-    ROOT,
-    Accounts,
-    Mailbox,
-    assert_problem,
-    at_once,
-    bearer,
-    free_port,
-    run_worker,
-)
+from app.core.config import ConfigError, development_keys
+from app.core.production import PUBLISHED_EXAMPLE_KEYS
+from app.web.bodies import MAX_JSON_BODY
+from app.web.problems import MAX_FIELD_ERRORS
+from tests.support.apps import ROOT, run_worker
+from tests.support.http import PASSWORD, Accounts, assert_problem, at_once, bearer
+from tests.support.mail import Mailbox
+from tests.support.services import free_port
 
 NEW_PASSWORD = "quartz heron lantern meadow"
 
@@ -164,7 +158,7 @@ def test_item_02_the_embedded_default_signs_with_keys_made_for_this_checkout(
         assert_problem(client.get("/admin/users", headers=bearer(forged)), 401)
     keys_file = Path(app.instance_path) / "dev-secrets.json"
     assert stat.S_IMODE(keys_file.stat().st_mode) == 0o600
-    assert app.config["JWT_SECRET_KEY"] not in (ROOT / "app" / "config.py").read_text()
+    assert app.config["JWT_SECRET_KEY"] not in (ROOT / "app" / "core" / "config.py").read_text()
     ignored = subprocess.run(["git", "check-ignore", "-q", str(keys_file)], cwd=ROOT, check=False)
     assert ignored.returncode == 0, "instance/dev-secrets.json must never be committed"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
-from tests.helpers import Accounts, assert_problem, bearer
+from tests.support.http import Accounts, assert_problem, bearer
 
 BIDI_CONTROLS = [chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))]
 INVISIBLE_NAMES = [

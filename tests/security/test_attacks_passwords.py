@@ -14,11 +14,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from zxcvbn import matching
 
-from app.auth.passwords import check_password_strength
-from app.db import db
-from app.errors import InvalidInput
-from app.models import User
-from tests.helpers import Mailbox, assert_problem
+from app.core.db import db
+from app.core.errors import InvalidInput
+from app.identity.models import User
+from app.passwords.strength import check_password_strength
+from tests.support.http import assert_problem
+from tests.support.mail import Mailbox
 
 REPORTED_PASSWORD = ("4@8({[<36911!|70$5+7%2" * 10)[:128]
 EVERY_L33T_SUBSTITUTE = "4@8({[<36911!|70$5+7%2"

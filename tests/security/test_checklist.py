@@ -20,18 +20,9 @@ from argon2 import Type, extract_parameters
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.helpers import (
-    PASSWORD,
-    Accounts,
-    Mailbox,
-    assert_problem,
-    bearer,
-    claims,
-    run_worker,
-    service_log_records,
-    stored_password_hash,
-    stored_values,
-)
+from tests.support.apps import run_worker, service_log_records, stored_password_hash, stored_values
+from tests.support.http import PASSWORD, Accounts, assert_problem, bearer, claims
+from tests.support.mail import Mailbox
 
 NEW_PASSWORD = "quartz heron lantern meadow"
 NEWER_PASSWORD = "copper falcon drizzle atlas"

@@ -18,7 +18,7 @@ import schemathesis
 from flask import Flask
 from schemathesis import Case
 
-from tests.helpers import Accounts
+from tests.support.http import Accounts
 
 # A deeper run once in a while: SCHEMATHESIS_MAX_EXAMPLES=500 pytest tests/security/...
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "30"))

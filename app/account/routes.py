@@ -1,4 +1,4 @@
-"""HTTP layer of the caller's profile and avatar: parse, call one use case, dump."""
+"""HTTP layer of the caller's own account: who am I, the profile, the avatar."""
 
 from __future__ import annotations
 
@@ -9,17 +9,26 @@ from marshmallow import RAISE
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.auth.guards import authenticated, current_account
-from app.errors import InvalidInput, handle_domain_error, handle_http_exception
-from app.http import Blueprint
-from app.limits import rate_limited
-from app.profile import service
-from app.profile.schemas import AvatarUploadSchema, ProfileUpdateSchema
-from app.schemas import ProfileSchema
+from app.account import avatars, profile
+from app.account.schemas import AvatarUploadSchema, ProfileUpdateSchema
+from app.core.errors import InvalidInput
+from app.identity.schemas import ProfileSchema, UserSchema
+from app.sessions.guard import authenticated, current_caller, load_caller_user
+from app.web.blueprint import Blueprint
+from app.web.limits import rate_limited
+from app.web.problems import handle_domain_error, handle_http_exception
 
 blp = Blueprint(
-    "profile", __name__, url_prefix="/auth/me", description="The caller's profile and avatar"
+    "profile", __name__, url_prefix="/auth/me", description="The caller: account, profile, avatar"
 )
+
+
+@blp.route("", methods=["GET"])
+@authenticated()
+@blp.response(200, UserSchema)
+def me() -> Any:
+    """The calling user, with the profile."""
+    return current_caller()
 
 
 @blp.route("/profile", methods=["PATCH"])
@@ -28,7 +37,7 @@ blp = Blueprint(
 @blp.response(200, ProfileSchema)
 def update_profile(changes: dict[str, Any]) -> Any:
     """Change any of the profile's fields; null clears one."""
-    return service.update_profile(current_account(), changes)
+    return profile.update_profile(load_caller_user(), changes)
 
 
 @blp.route("/avatar", methods=["PUT"])
@@ -45,7 +54,7 @@ def put_avatar(files: dict[str, FileStorage]) -> Any:
         raise InvalidInput(
             "The form has unknown fields.", errors={k: ["Unknown field."] for k in request.form}
         )
-    return service.set_avatar(current_account(), files["avatar"].stream)
+    return avatars.set_avatar(load_caller_user(), files["avatar"].stream)
 
 
 @blp.route("/avatar", methods=["DELETE"])
@@ -53,7 +62,7 @@ def put_avatar(files: dict[str, FileStorage]) -> Any:
 @blp.response(204)
 def delete_avatar() -> None:
     """Remove the avatar."""
-    service.delete_avatar(current_account())
+    avatars.delete_avatar(load_caller_user())
 
 
 @blp.errorhandler(RequestEntityTooLarge)
@@ -61,5 +70,5 @@ def body_too_large(error: RequestEntityTooLarge) -> Response:
     """A body over MAX_CONTENT_LENGTH is refused unread; on the avatar upload the answer is
     the same as for an avatar over its own limit."""
     if request.endpoint == "profile.put_avatar":
-        return handle_domain_error(service.avatar_too_large())
+        return handle_domain_error(avatars.avatar_too_large())
     return handle_http_exception(error)

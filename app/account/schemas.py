@@ -9,8 +9,9 @@ from datetime import date
 from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
-from app.models import Gender, utcnow
-from app.schemas import no_nul
+from app.core.db import utcnow
+from app.identity.models import Gender
+from app.web.schemas import no_nul
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
 # Names are one line of text: no tabs, newlines or other control characters, C0 or C1, and

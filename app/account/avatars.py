@@ -1,7 +1,5 @@
-"""The use cases of the caller's own profile: its fields and its avatar.
-
-An avatar is judged by its bytes, never by the file name or the declared type, and what we
-store is always our own re-encoding: a WebP of at most 512x512 without EXIF or other
+"""The caller's avatar: judged by its bytes, never by the file name or the declared type,
+and stored as our own re-encoding: a WebP of at most 512x512 without EXIF or other
 metadata, under a key the server chose.
 """
 
@@ -10,16 +8,16 @@ from __future__ import annotations
 import io
 import logging
 import secrets
-from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO
 
 from PIL import Image, ImageOps
 
-from app.db import db
-from app.errors import ContentTooLarge, InvalidInput, UnsupportedImage
-from app.log import audit
-from app.models import User, UserProfile
-from app.storage import avatar_storage
+from app.account.profile import profile_of
+from app.core.db import db
+from app.core.errors import ContentTooLarge, InvalidInput, UnsupportedImage
+from app.core.log import audit
+from app.identity.models import User, UserProfile
+from app.identity.storage import avatar_storage
 
 log = logging.getLogger(__name__)
 
@@ -41,29 +39,6 @@ AVATAR_FORMATS = ("PNG", "JPEG", "WEBP")
 # decode are a damaged image (422); bytes that start like none are not an image we take (415).
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
-EDITABLE_FIELDS = frozenset({"first_name", "last_name", "gender", "date_of_birth", "info"})
-
-
-def _profile_of(user: User) -> UserProfile:
-    if user.profile is None:
-        user.profile = UserProfile()
-    return user.profile
-
-
-def update_profile(user: User, changes: Mapping[str, Any]) -> UserProfile:
-    """Apply the given fields; the schema has already refused anything else."""
-    unknown = set(changes) - EDITABLE_FIELDS
-    if unknown:  # a second line of defence against mass assignment
-        raise InvalidInput(
-            "These fields cannot be changed here.",
-            errors={name: ["Unknown field."] for name in sorted(unknown)},
-        )
-    profile = _profile_of(user)
-    for name, value in changes.items():
-        setattr(profile, name, value)
-    db.session.commit()
-    audit("profile_updated", user_id=user.id, fields=sorted(changes))
-    return profile
 
 
 def reencode_avatar(data: bytes) -> bytes:
@@ -77,31 +52,7 @@ def reencode_avatar(data: bytes) -> bytes:
     # (ValueError for a bad IHDR length, struct.error, TypeError in a broken EXIF, ...):
     # for an image that starts right, any of them means it is damaged.
     try:
-        # `formats` keeps Pillow from trying its other decoders (TIFF, PSD, EPS, ...).
-        image = Image.open(io.BytesIO(data), formats=AVATAR_FORMATS)
-        # From the header, before any decoding.
-        progressive = image.info.get("progressive")
-        _check_pixels(
-            image.size, AVATAR_MAX_PROGRESSIVE_PIXELS if progressive else AVATAR_MAX_PIXELS
-        )
-        # JPEG decodes straight at a reduced scale; the other formats ignore the hint.
-        image.draft(None, (AVATAR_MAX_SIDE, AVATAR_MAX_SIDE))
-        _check_pixels(image.size, AVATAR_MAX_DECODED_PIXELS)
-        image.load()
-        has_alpha = image.mode in ("RGBA", "LA", "PA") or (
-            image.mode == "P" and "transparency" in image.info
-        )
-        mode = "RGBA" if has_alpha else "RGB"
-        # Shrink before anything else copies the pixels; a conversion copies only when needed.
-        pixels = image if image.mode == mode else image.convert(mode)
-        pixels.thumbnail((AVATAR_MAX_SIDE, AVATAR_MAX_SIDE), Image.Resampling.LANCZOS)
-        # Orientation lives in EXIF, which we drop: turn the pixels first.
-        upright = ImageOps.exif_transpose(pixels)
-        # A fresh image carries no metadata (EXIF, XMP, ICC, comments) from the upload.
-        clean = Image.new(upright.mode, upright.size)
-        clean.paste(upright)
-        out = io.BytesIO()
-        clean.save(out, "WEBP", quality=85, method=4)
+        return _as_clean_webp(_decoded_within_limits(data))
     except InvalidInput:
         raise
     except Image.DecompressionBombError as exc:  # Pillow's own limit, far above ours
@@ -111,6 +62,36 @@ def reencode_avatar(data: bytes) -> bytes:
             "The image could not be decoded.",
             errors={"avatar": ["The image is damaged or truncated."]},
         ) from exc
+
+
+def _decoded_within_limits(data: bytes) -> Image.Image:
+    # `formats` keeps Pillow from trying its other decoders (TIFF, PSD, EPS, ...).
+    image = Image.open(io.BytesIO(data), formats=AVATAR_FORMATS)
+    # From the header, before any decoding.
+    progressive = image.info.get("progressive")
+    _check_pixels(image.size, AVATAR_MAX_PROGRESSIVE_PIXELS if progressive else AVATAR_MAX_PIXELS)
+    # JPEG decodes straight at a reduced scale; the other formats ignore the hint.
+    image.draft(None, (AVATAR_MAX_SIDE, AVATAR_MAX_SIDE))
+    _check_pixels(image.size, AVATAR_MAX_DECODED_PIXELS)
+    image.load()
+    return image
+
+
+def _as_clean_webp(image: Image.Image) -> bytes:
+    has_alpha = image.mode in ("RGBA", "LA", "PA") or (
+        image.mode == "P" and "transparency" in image.info
+    )
+    mode = "RGBA" if has_alpha else "RGB"
+    # Shrink before anything else copies the pixels; a conversion copies only when needed.
+    pixels = image if image.mode == mode else image.convert(mode)
+    pixels.thumbnail((AVATAR_MAX_SIDE, AVATAR_MAX_SIDE), Image.Resampling.LANCZOS)
+    # Orientation lives in EXIF, which we drop: turn the pixels first.
+    upright = ImageOps.exif_transpose(pixels)
+    # A fresh image carries no metadata (EXIF, XMP, ICC, comments) from the upload.
+    clean = Image.new(upright.mode, upright.size)
+    clean.paste(upright)
+    out = io.BytesIO()
+    clean.save(out, "WEBP", quality=85, method=4)
     return out.getvalue()
 
 
@@ -157,7 +138,7 @@ def set_avatar(user: User, upload: IO[bytes]) -> UserProfile:
     storage = avatar_storage()
     key = f"avatars/{user.id}/{secrets.token_hex(16)}.webp"
     storage.put(key, webp, "image/webp")
-    profile = _profile_of(user)
+    profile = profile_of(user)
     previous = profile.avatar_key
     profile.avatar_key = key
     try:

@@ -1,0 +1,24 @@
+"""The emails themselves: a template of app/templates/email/ rendered as text and HTML, and
+recorded in the outbox with the change that promises it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app, render_template
+
+from app.courier.outbox import queue_email
+
+
+def queue_message(to: str, template: str, subject: str, **context: Any) -> None:
+    """Render `template` (its .txt and .html) and record the email in the current transaction."""
+    context.setdefault("base_url", current_app.config["PUBLIC_BASE_URL"])
+    text = render_template(f"email/{template}.txt", **context)
+    html = render_template(f"email/{template}.html", **context)
+    queue_email(to, subject, text, html)
+
+
+def hours(seconds: int) -> str:
+    """A link's lifetime as an email says it: "24 hours", "1 hour", "0.5 hours"."""
+    count = seconds / 3600
+    return f"{count:g} hour{'s' if count != 1 else ''}"

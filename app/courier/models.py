@@ -1,0 +1,31 @@
+"""The email outbox table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import UTCDateTime, db, utcnow
+
+
+class EmailOutbox(db.Model):  # type: ignore[name-defined]
+    """An email promised by a committed change, written in the same transaction.
+
+    The payload (recipient, subject, bodies) is encrypted, since a body carries a link
+    secret, and dropped once the email is delivered; `message_id` stays, so a re-send after
+    a lost acknowledgement is the same message to the recipient's mail client.
+    """
+
+    __tablename__ = "email_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    payload: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the sweep next looks at it, if it is still not sent by then.
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # How many times the sweep dispatched it again.
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

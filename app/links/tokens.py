@@ -1,0 +1,63 @@
+"""The tokens of emailed links (activation, password reset): issued, spent, dropped.
+
+One of each kind per user at most; 32 random bytes from `secrets` (256 bits), of which only
+the SHA-256 is stored."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from app.core.crypto import hash_token
+from app.core.db import db, delete_expired, rows_changed, utcnow
+from app.core.errors import InvalidToken
+from app.identity.models import User
+from app.links.models import ActivationToken, EmailTokenModel, PasswordResetToken
+
+INVALID_LINK = "This link is invalid or has already been used."
+
+
+def drop_email_tokens(user_id: int, *models: EmailTokenModel) -> None:
+    """Spend the user's emailed links of these kinds, sent or not: none works any more."""
+    for model in models:
+        db.session.execute(sa.delete(model).where(model.user_id == user_id))
+
+
+def issue_email_token(model: EmailTokenModel, user: User, ttl_seconds: int) -> str:
+    """Replace the user's token of this kind with a new one; return the secret for the email."""
+    drop_email_tokens(user.id, model)
+    secret = secrets.token_urlsafe(32)
+    db.session.add(
+        model(
+            user_id=user.id,
+            token_hash=hash_token(secret),
+            expires_at=utcnow() + timedelta(seconds=ttl_seconds),
+        )
+    )
+    return secret
+
+
+def spend_email_token(model: EmailTokenModel, secret: str, renewal: str) -> User:
+    """Delete the token and return its user; unknown, spent and expired tokens are refused,
+    with `renewal` (a NextStep) as the way to a new link."""
+    token = db.session.scalar(sa.select(model).where(model.token_hash == hash_token(secret)))
+    if token is None:
+        raise InvalidToken(INVALID_LINK, next_step=renewal)
+    if token.expires_at <= utcnow():
+        raise InvalidToken("This link has expired.", next_step=renewal)
+    # The delete decides: of two concurrent requests with one token, only one removes the row.
+    if rows_changed(sa.delete(model).where(model.id == token.id)) != 1:
+        raise InvalidToken(INVALID_LINK, next_step=renewal)
+    return token.user
+
+
+def delete_expired_link_tokens(
+    now: datetime, batch_size: int, pause_seconds: float
+) -> dict[str, int]:
+    """Delete the emailed links expired by `now` (the scheduled clean-up), by kind."""
+    return {
+        "activation": delete_expired(ActivationToken, now, batch_size, pause_seconds),
+        "password_reset": delete_expired(PasswordResetToken, now, batch_size, pause_seconds),
+    }

@@ -1,0 +1,88 @@
+"""The password, the first way in: sign in with it, change it, and the one way a password is
+ever set (change, reset, `flask create-admin`).
+
+Each use case checks, writes, and commits once; it raises a domain error instead of building
+a response.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.core.db import db, utcnow
+from app.core.errors import (
+    InvalidInput,
+    NextStep,
+    NotAuthenticated,
+    PermissionDenied,
+    WrongPassword,
+)
+from app.core.log import audit
+from app.courier.messages import queue_message
+from app.identity.models import User
+from app.identity.users import find_user_by_email
+from app.links.models import PasswordResetToken
+from app.links.tokens import drop_email_tokens
+from app.passwords import hashing
+from app.passwords.strength import check_password_strength
+from app.sessions.refresh_tokens import end_all_logins, issue_token_pair
+
+WRONG_CREDENTIALS = "The email or password is wrong."
+
+
+def login(email: str, password: str) -> dict[str, Any]:
+    """Start a login with the account's email and password: a new token pair.
+
+    An unknown email costs the same argon2 check as a wrong password, and both answer the
+    same 401; only the password's holder learns that the account is not active (403). A
+    hash made with older parameters is upgraded now that the password is at hand."""
+    user = find_user_by_email(email)
+    if user is None:
+        hashing.verify_password(hashing.dummy_hash(), password)
+        audit("login_failed", reason="unknown_email")
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if not hashing.verify_password(user.password_hash, password):
+        audit("login_failed", reason="wrong_password", user_id=user.id)
+        raise NotAuthenticated(WRONG_CREDENTIALS)
+    if user.deactivated_at is not None:
+        audit("login_refused", reason="deactivated", user_id=user.id)
+        raise PermissionDenied("This account has been deactivated; contact support.")
+    if not user.is_active:
+        audit("login_refused", reason="not_activated", user_id=user.id)
+        raise PermissionDenied(
+            "This account is not activated yet.", next_step=NextStep.ASK_ACTIVATION_LINK
+        )
+    if hashing.needs_rehash(user.password_hash):
+        user.password_hash = hashing.hash_password(password)
+    pair = issue_token_pair(user)
+    db.session.commit()
+    audit("login_succeeded", user_id=user.id)
+    return pair
+
+
+def change_password(user: User, old_password: str, new_password: str) -> None:
+    """Change the password of a signed-in user who proves the current one (WrongPassword
+    otherwise); every login of the account ends, as with any new password."""
+    if not hashing.verify_password(user.password_hash, old_password):
+        audit("password_change_failed", user_id=user.id)
+        raise WrongPassword("The current password is wrong.")
+    set_password(user, new_password, field="new_password")
+    db.session.commit()
+    audit("password_changed", user_id=user.id)
+
+
+def set_password(user: User, new_password: str, field: str) -> None:
+    """Set a new password: strength rule, every login ended, no reset link left, a notice.
+    The caller commits; `field` names the body field a refusal points at."""
+    if hashing.verify_password(user.password_hash, new_password):
+        raise InvalidInput(
+            "The new password must differ from the current one.",
+            errors={field: ["Choose a password different from the current one."]},
+        )
+    check_password_strength(new_password, user.email, field=field)
+    user.password_hash = hashing.hash_password(new_password)
+    end_all_logins(user.id)
+    drop_email_tokens(user.id, PasswordResetToken)
+    queue_message(
+        user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
+    )
