@@ -76,7 +76,7 @@ def admin(app: Flask, client: FlaskClient, accounts: Accounts) -> Admin:
 # --- item 13: deactivation spends every emailed link ----------------------------------------
 
 
-def test_item_13_a_reset_link_issued_before_deactivation_no_longer_works(
+def test_a_reset_link_issued_before_deactivation_no_longer_works(
     app: Flask, client: FlaskClient, accounts: Accounts, mailbox: Mailbox, admin: Admin
 ) -> None:
     user_id = accounts.register("fired@example.com")["id"]
@@ -98,7 +98,7 @@ def test_item_13_a_reset_link_issued_before_deactivation_no_longer_works(
     assert login(client, "fired@example.com", PASSWORD).status_code == 200
 
 
-def test_item_13_an_activation_link_issued_before_deactivation_no_longer_works(
+def test_an_activation_link_issued_before_deactivation_no_longer_works(
     client: FlaskClient, accounts: Accounts, mailbox: Mailbox, admin: Admin
 ) -> None:
     user_id = accounts.register("pending@example.com")["id"]
@@ -108,7 +108,7 @@ def test_item_13_an_activation_link_issued_before_deactivation_no_longer_works(
     assert_problem(login(client, "pending@example.com", PASSWORD), 403)
 
 
-def test_item_13_a_deactivated_account_gets_no_reset_link(
+def test_a_deactivated_account_gets_no_reset_link(
     client: FlaskClient, accounts: Accounts, mailbox: Mailbox, admin: Admin
 ) -> None:
     for address, activated in (
@@ -127,7 +127,7 @@ def test_item_13_a_deactivated_account_gets_no_reset_link(
 # --- item 17: account pre-hijacking ---------------------------------------------------------
 
 
-def test_item_17_registering_again_takes_a_pending_account_back(
+def test_registering_again_takes_a_pending_account_back(
     app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
     victim = "victim@example.com"
@@ -150,7 +150,7 @@ def test_item_17_registering_again_takes_a_pending_account_back(
     assert login(client, victim, VICTIM_PASSWORD).status_code == 200
 
 
-def test_item_17_registering_again_kills_an_older_reset_link(
+def test_registering_again_kills_an_older_reset_link(
     app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
     victim = "relinked@example.com"
@@ -162,7 +162,7 @@ def test_item_17_registering_again_kills_an_older_reset_link(
     assert_problem(reset(client, reset_link, NEW_PASSWORD), 400)
 
 
-def test_item_17_a_reset_link_takes_a_pending_account_back_and_activates_it(
+def test_a_reset_link_takes_a_pending_account_back_and_activates_it(
     app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
     victim = "forgetful@example.com"
@@ -180,7 +180,7 @@ def test_item_17_a_reset_link_takes_a_pending_account_back_and_activates_it(
     assert me.json["is_active"] is True
 
 
-def test_item_17_an_activated_or_deactivated_account_is_still_409(
+def test_an_activated_or_deactivated_account_is_still_409(
     app: Flask, client: FlaskClient, accounts: Accounts, mailbox: Mailbox, admin: Admin
 ) -> None:
     accounts.active_user("owner@example.com")
@@ -200,7 +200,7 @@ CONCURRENT = "concurrent transactions need PostgreSQL; SQLite runs one writer at
 
 
 @pytest.mark.postgres(CONCURRENT)
-def test_item_17_a_registration_racing_the_activation_never_replaces_the_password(
+def test_a_registration_racing_the_activation_never_replaces_the_password(
     database_url: str, app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
     victim = "racing@example.com"
@@ -241,7 +241,7 @@ def test_item_17_a_registration_racing_the_activation_never_replaces_the_passwor
 
 
 @pytest.mark.postgres(CONCURRENT)
-def test_item_17_concurrent_registrations_of_a_pending_account_leave_one_live_link(
+def test_concurrent_registrations_of_a_pending_account_leave_one_live_link(
     database_url: str, app: Flask, client: FlaskClient, mailbox: Mailbox
 ) -> None:
     victim = "crowded@example.com"

@@ -79,7 +79,7 @@ def start_production(monkeypatch: pytest.MonkeyPatch, **overrides: str) -> Flask
 
 @pytest.mark.parametrize("published", sorted(PUBLISHED_EXAMPLE_KEYS))
 @pytest.mark.parametrize("setting", ["SECRET_KEY", "JWT_SECRET_KEY"])
-def test_item_01_a_published_example_key_is_refused_by_name(
+def test_a_published_example_key_is_refused_by_name(
     monkeypatch: pytest.MonkeyPatch, setting: str, published: str
 ) -> None:
     with pytest.raises(ConfigError) as refused:
@@ -88,7 +88,7 @@ def test_item_01_a_published_example_key_is_refused_by_name(
     assert "secrets.token_urlsafe" in str(refused.value)  # says how to make a good one
 
 
-def test_item_01_the_env_example_holds_no_key_at_all() -> None:
+def test_the_env_example_holds_no_key_at_all() -> None:
     lines = (ROOT / ".env.example").read_text().splitlines()
     values = dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
     assert values["SECRET_KEY"] == "" and values["JWT_SECRET_KEY"] == ""
@@ -105,27 +105,25 @@ def test_item_01_the_env_example_holds_no_key_at_all() -> None:
         "short-but-random-Xq9",
     ],
 )
-def test_item_01_a_low_variety_key_is_refused_by_name(
-    monkeypatch: pytest.MonkeyPatch, weak: str
-) -> None:
+def test_a_low_variety_key_is_refused_by_name(monkeypatch: pytest.MonkeyPatch, weak: str) -> None:
     with pytest.raises(ConfigError) as refused:
         start_production(monkeypatch, JWT_SECRET_KEY=weak)
     assert "JWT_SECRET_KEY" in str(refused.value)
     assert "SECRET_KEY " not in str(refused.value).replace("JWT_SECRET_KEY", "")
 
 
-def test_item_01_one_key_for_both_settings_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_one_key_for_both_settings_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     shared = secrets.token_urlsafe(48)
     with pytest.raises(ConfigError, match="SECRET_KEY and JWT_SECRET_KEY must differ"):
         start_production(monkeypatch, SECRET_KEY=shared, JWT_SECRET_KEY=shared)
 
 
-def test_item_01_random_keys_start(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_random_keys_start(monkeypatch: pytest.MonkeyPatch) -> None:
     app = start_production(monkeypatch, JWT_SECRET_KEY=secrets.token_hex(16))
     assert app.config["APP_ENV"] == "production"
 
 
-def test_item_01_a_token_signed_with_the_published_key_is_refused(
+def test_a_token_signed_with_the_published_key_is_refused(
     app: Flask, client: FlaskClient, accounts: Accounts
 ) -> None:
     """The attack: an ADMIN token signed with the `.env.example` key. Production no longer
@@ -137,7 +135,7 @@ def test_item_01_a_token_signed_with_the_published_key_is_refused(
         assert_problem(client.get("/admin/users", headers=bearer(forged)), 401)
 
 
-def test_item_14_production_refuses_to_start_without_an_smtp_server(
+def test_production_refuses_to_start_without_an_smtp_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("MAIL_SERVER", raising=False)
@@ -148,7 +146,7 @@ def test_item_14_production_refuses_to_start_without_an_smtp_server(
 # --- 2: the embedded default binds this machine and signs with keys of its own -------------
 
 
-def test_item_02_the_embedded_default_signs_with_keys_made_for_this_checkout(
+def test_the_embedded_default_signs_with_keys_made_for_this_checkout(
     app: Flask, client: FlaskClient, accounts: Accounts
 ) -> None:
     """The attack: an ADMIN token signed with the development key published in the code."""
@@ -163,7 +161,7 @@ def test_item_02_the_embedded_default_signs_with_keys_made_for_this_checkout(
     assert ignored.returncode == 0, "instance/dev-secrets.json must never be committed"
 
 
-def test_item_02_the_keys_are_made_once_and_kept(tmp_path: Path) -> None:
+def test_the_keys_are_made_once_and_kept(tmp_path: Path) -> None:
     first = development_keys(tmp_path)
     assert first == development_keys(tmp_path)
     assert first["SECRET_KEY"] != first["JWT_SECRET_KEY"]
@@ -171,7 +169,7 @@ def test_item_02_the_keys_are_made_once_and_kept(tmp_path: Path) -> None:
     assert development_keys(tmp_path / "another-checkout") != first
 
 
-def test_item_02_production_never_uses_the_development_keys(
+def test_production_never_uses_the_development_keys(
     monkeypatch: pytest.MonkeyPatch, app: Flask
 ) -> None:
     assert (Path(app.instance_path) / "dev-secrets.json").exists()
@@ -194,7 +192,7 @@ def gunicorn_bind(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
     return str(runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"])
 
 
-def test_item_02_gunicorn_serves_this_machine_only_unless_told_otherwise(
+def test_gunicorn_serves_this_machine_only_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert gunicorn_bind(monkeypatch) == "127.0.0.1:8000"
@@ -218,7 +216,7 @@ def test_item_02_gunicorn_serves_this_machine_only_unless_told_otherwise(
 # --- 6, 10: request bodies ---------------------------------------------------------------
 
 
-def test_item_06_a_megabyte_json_body_is_refused_unread(client: FlaskClient) -> None:
+def test_a_megabyte_json_body_is_refused_unread(client: FlaskClient) -> None:
     """The attack: 600,000 unknown keys to an unauthenticated route (7.8 s, a 16 MB 422)."""
     body = json.dumps({"token": "x", **{f"k{n}": 1 for n in range(600_000)}})
     body_problem = assert_problem(
@@ -227,7 +225,7 @@ def test_item_06_a_megabyte_json_body_is_refused_unread(client: FlaskClient) -> 
     assert len(json.dumps(body_problem)) < 500
 
 
-def test_item_06_a_422_names_a_bounded_number_of_fields(client: FlaskClient) -> None:
+def test_a_422_names_a_bounded_number_of_fields(client: FlaskClient) -> None:
     body = {"token": "x", **{f"k{n}": 1 for n in range(1000)}}
     assert len(json.dumps(body)) < MAX_JSON_BODY  # under the cap: the schema sees every key
     response = client.post("/auth/activate", json=body)
@@ -237,7 +235,7 @@ def test_item_06_a_422_names_a_bounded_number_of_fields(client: FlaskClient) -> 
     assert len(response.get_data()) < 4096
 
 
-def test_item_06_the_avatar_upload_keeps_its_own_cap(
+def test_the_avatar_upload_keeps_its_own_cap(
     app: Flask, client: FlaskClient, accounts: Accounts
 ) -> None:
     pair = accounts.active_user("pictures@example.com")
@@ -266,7 +264,7 @@ def chunked(client: FlaskClient, path: str, payload: bytes) -> Any:
     )
 
 
-def test_item_10_a_chunked_body_over_the_cap_is_413_not_truncated(client: FlaskClient) -> None:
+def test_a_chunked_body_over_the_cap_is_413_not_truncated(client: FlaskClient) -> None:
     """The attack: a chunked body whose first bytes are valid JSON on their own, padded past
     the cap. Read only up to the cap, it was handled as the short body."""
     head = b'{"token": "x"}'
@@ -333,7 +331,7 @@ def send_chunked(address: str, path: str, payload: bytes) -> int:
     return int(answer.split()[1])
 
 
-def test_item_10_a_real_gunicorn_answers_413_to_a_long_chunked_body(gunicorn_url: str) -> None:
+def test_a_real_gunicorn_answers_413_to_a_long_chunked_body(gunicorn_url: str) -> None:
     head = b'{"token": "x"}'
     assert send_chunked(gunicorn_url, "/auth/activate", head + b" " * 200_000) == 413
     assert send_chunked(gunicorn_url, "/auth/activate", head) == 400  # read and judged
@@ -342,7 +340,7 @@ def test_item_10_a_real_gunicorn_answers_413_to_a_long_chunked_body(gunicorn_url
 # --- 15, 16: caching and redirects -------------------------------------------------------
 
 
-def test_item_15_token_responses_are_never_cached(
+def test_token_responses_are_never_cached(
     app: Flask, client: FlaskClient, accounts: Accounts
 ) -> None:
     pair = accounts.active_user("cached@example.com")
@@ -368,7 +366,7 @@ def test_item_15_token_responses_are_never_cached(
 @pytest.mark.parametrize(
     "path", ["//admin//users", "/admin//users", "//auth/me", "/auth//login", "/health/", "//docs"]
 )
-def test_item_16_no_redirect_is_built_from_the_host_header(client: FlaskClient, path: str) -> None:
+def test_no_redirect_is_built_from_the_host_header(client: FlaskClient, path: str) -> None:
     """The attack: `GET //admin//users` with `Host: evil.example` answered 308 to
     `http://evil.example/admin/users`."""
     response = client.get(
@@ -422,7 +420,7 @@ def limiter_keys(redis_url: str) -> list[bytes]:
     return list(Redis.from_url(redis_url).scan_iter("*"))
 
 
-def test_item_03_unicode_spellings_of_one_email_share_one_login_limit(
+def test_unicode_spellings_of_one_email_share_one_login_limit(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     """The attack: 30 guesses against a limit of 5, each email spelt another way."""
@@ -435,7 +433,7 @@ def test_item_03_unicode_spellings_of_one_email_share_one_login_limit(
     assert statuses == [401] * 5 + [429] * 7
 
 
-def test_item_03_unicode_spellings_of_one_email_share_one_email_quota(
+def test_unicode_spellings_of_one_email_share_one_email_quota(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     """The attack: 15 reset emails delivered against 3 an hour."""
@@ -453,7 +451,7 @@ def test_item_03_unicode_spellings_of_one_email_share_one_email_quota(
     assert len(mailbox.to("kate@example.com")) == 3
 
 
-def test_item_03_a_value_that_is_no_email_counts_against_the_address_only(
+def test_a_value_that_is_no_email_counts_against_the_address_only(
     limited_app: Flask, redis_url: str
 ) -> None:
     client = limited_app.test_client()
@@ -469,7 +467,7 @@ def test_item_03_a_value_that_is_no_email_counts_against_the_address_only(
     assert b"10.5.5.5" in keys
 
 
-def test_item_07_limiter_keys_stay_small_whatever_the_body_holds(
+def test_limiter_keys_stay_small_whatever_the_body_holds(
     limited_app: Flask, redis_url: str
 ) -> None:
     """The attack: `{"email": "a" * 5_242_880}` stored a 5 MB key for an hour."""
@@ -486,7 +484,7 @@ def test_item_07_limiter_keys_stay_small_whatever_the_body_holds(
     assert not any(b"bbbb" in key or b"aaaa" in key for key in keys)
 
 
-def test_item_11_concurrent_guesses_from_one_address_get_the_limit_and_no_more(
+def test_concurrent_guesses_from_one_address_get_the_limit_and_no_more(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     active_account(limited_app, mailbox, "burst@example.com")
@@ -500,7 +498,7 @@ def test_item_11_concurrent_guesses_from_one_address_get_the_limit_and_no_more(
     assert sorted(statuses) == [401] * 5 + [429] * 25
 
 
-def test_item_11_concurrent_guesses_from_thirty_addresses_get_the_free_five_and_one_turn(
+def test_concurrent_guesses_from_thirty_addresses_get_the_free_five_and_one_turn(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     """The attack: 30 concurrent wrong logins from 30 addresses got 9 password checks against
@@ -517,7 +515,7 @@ def test_item_11_concurrent_guesses_from_thirty_addresses_get_the_free_five_and_
     assert sorted(statuses) == [401] * 6 + [429] * 24
 
 
-def test_item_11_concurrent_sprays_from_one_address_get_its_limit_and_no_more(
+def test_concurrent_sprays_from_one_address_get_its_limit_and_no_more(
     limited_app: Flask,
 ) -> None:
     statuses = at_once(
@@ -530,7 +528,7 @@ def test_item_11_concurrent_sprays_from_one_address_get_its_limit_and_no_more(
     assert sorted(statuses) == [401] * 20 + [429] * 10
 
 
-def test_item_12_a_stranger_cannot_lock_the_owner_out_of_login(
+def test_a_stranger_cannot_lock_the_owner_out_of_login(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     """The attack: 20 wrong passwords from one address locked the owner out for an hour from
@@ -557,7 +555,7 @@ def test_item_12_a_stranger_cannot_lock_the_owner_out_of_login(
         assert login_as(client, "owner@example.com", PASSWORD, "10.12.8.8").status_code == 200
 
 
-def test_item_12_a_stranger_cannot_lock_the_owner_out_of_reset(
+def test_a_stranger_cannot_lock_the_owner_out_of_reset(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     """The attack: 3 forgot requests locked the owner out of reset for an hour. Requests that
@@ -598,7 +596,7 @@ def test_item_12_a_stranger_cannot_lock_the_owner_out_of_reset(
         ("/auth/logout", {"refresh_token": "not.a.token"}, 60),
     ],
 )
-def test_item_06_the_unauthenticated_token_endpoints_are_limited_per_address(
+def test_the_unauthenticated_token_endpoints_are_limited_per_address(
     limited_app: Flask, path: str, body: dict[str, str], allowed: int
 ) -> None:
     client = limited_app.test_client()
@@ -609,7 +607,7 @@ def test_item_06_the_unauthenticated_token_endpoints_are_limited_per_address(
     assert client.post(path, json=body, **from_address("10.6.6.7")).status_code != 429
 
 
-def test_item_11_with_redis_down_login_still_counts_in_memory(
+def test_with_redis_down_login_still_counts_in_memory(
     app_factory: Callable[..., Flask], mailbox: Mailbox, redis_url: str
 ) -> None:
     """The guards count through the limiter, so they fall back with it: a Redis outage neither
@@ -631,7 +629,7 @@ def test_item_11_with_redis_down_login_still_counts_in_memory(
     assert any(b"10.14.0.3" in key for key in limiter_keys(redis_url))
 
 
-def test_item_11_concurrent_wrong_current_passwords_get_the_limit_and_no_more(
+def test_concurrent_wrong_current_passwords_get_the_limit_and_no_more(
     limited_app: Flask, mailbox: Mailbox
 ) -> None:
     """A stolen access token made password change a guessing oracle, checked then counted."""

@@ -20,9 +20,7 @@ INVISIBLE_NAMES = [
 ]
 
 
-def test_item_18_bidirectional_controls_in_a_name_are_422(
-    client: FlaskClient, accounts: Accounts
-) -> None:
+def test_bidirectional_controls_in_a_name_are_422(client: FlaskClient, accounts: Accounts) -> None:
     headers = bearer(accounts.active_user("bidi@example.com")["access_token"])
     for field in ("first_name", "last_name"):
         for control in BIDI_CONTROLS:
@@ -35,9 +33,7 @@ def test_item_18_bidirectional_controls_in_a_name_are_422(
     assert profile["first_name"] is None and profile["last_name"] is None
 
 
-def test_item_18_a_name_of_invisible_characters_is_blank(
-    client: FlaskClient, accounts: Accounts
-) -> None:
+def test_a_name_of_invisible_characters_is_blank(client: FlaskClient, accounts: Accounts) -> None:
     headers = bearer(accounts.active_user("ghost@example.com")["access_token"])
     client.patch("/auth/me/profile", json={"first_name": "Ada"}, headers=headers)
     for name in INVISIBLE_NAMES:
@@ -47,7 +43,7 @@ def test_item_18_a_name_of_invisible_characters_is_blank(
     assert client.get("/auth/me", headers=headers).json["profile"]["first_name"] == "Ada"
 
 
-def test_item_18_names_with_joiners_between_letters_are_kept(
+def test_names_with_joiners_between_letters_are_kept(
     client: FlaskClient, accounts: Accounts
 ) -> None:
     # Zero-width joiners and non-joiners belong inside real names (Persian, Indic scripts).

@@ -47,7 +47,7 @@ CRAFTED = {
 
 
 @pytest.mark.parametrize(("password", "status"), CRAFTED.items())
-def test_item_04_crafted_passwords_get_their_verdict(
+def test_crafted_passwords_get_their_verdict(
     client: FlaskClient, password: str, status: int
 ) -> None:
     response = register(client, "cpu@example.com", password)
@@ -56,7 +56,7 @@ def test_item_04_crafted_passwords_get_their_verdict(
         assert response.json["errors"]["password"]
 
 
-def test_item_04_the_check_does_a_bounded_amount_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_check_does_a_bounded_amount_of_work(monkeypatch: pytest.MonkeyPatch) -> None:
     # zxcvbn's l33t matcher runs its dictionary matcher once per substitution table, and its
     # repeat matcher runs every matcher again on the repeated unit: count the substrings they
     # look up. The reported password made them look up four million (4.7 s); no timing here,
@@ -91,7 +91,7 @@ def test_item_04_the_check_does_a_bounded_amount_of_work(monkeypatch: pytest.Mon
         "p@ssw0rd" * 16,
     ],
 )
-def test_item_05_long_repeats_and_sequences_are_refused(
+def test_long_repeats_and_sequences_are_refused(
     app: Flask, client: FlaskClient, mailbox: Mailbox, password: str
 ) -> None:
     body = assert_problem(register(client, "chunky@example.com", password), 422)
@@ -100,7 +100,7 @@ def test_item_05_long_repeats_and_sequences_are_refused(
     assert user_count(app) == 0
 
 
-def test_item_05_a_long_passphrase_of_unrelated_words_is_still_accepted(
+def test_a_long_passphrase_of_unrelated_words_is_still_accepted(
     client: FlaskClient,
 ) -> None:
     words = "saffron kayak meteor quilt ember vortex lagoon thistle cobalt hinge parsley tundra "

@@ -37,7 +37,7 @@ def as_refresh_claims(access_token: str) -> dict[str, Any]:
     return {**claims(access_token), "type": "refresh"}
 
 
-def test_item_09_alg_none_is_refused(client: FlaskClient, accounts: Accounts) -> None:
+def test_alg_none_is_refused(client: FlaskClient, accounts: Accounts) -> None:
     pair = accounts.active_user("none@example.com")
     for forged_claims, call in (
         (claims(pair["access_token"]), lambda t: client.get("/auth/me", headers=bearer(t))),
@@ -53,9 +53,7 @@ def test_item_09_alg_none_is_refused(client: FlaskClient, accounts: Accounts) ->
     assert client.get("/auth/me", headers=bearer(pair["access_token"])).status_code == 200
 
 
-def test_item_09_tampered_signature_is_refused(
-    app: Flask, client: FlaskClient, accounts: Accounts
-) -> None:
+def test_tampered_signature_is_refused(app: Flask, client: FlaskClient, accounts: Accounts) -> None:
     victim = accounts.register("victim@example.com")
     pair = accounts.active_user("attacker@example.com")
     header, _payload, signature = pair["access_token"].split(".")
@@ -79,7 +77,7 @@ def test_item_09_tampered_signature_is_refused(
     assert_problem(response, 401)
 
 
-def test_item_09_refresh_token_used_as_access_token_is_refused(
+def test_refresh_token_used_as_access_token_is_refused(
     client: FlaskClient, accounts: Accounts
 ) -> None:
     pair = accounts.active_user("confused@example.com")
@@ -88,7 +86,7 @@ def test_item_09_refresh_token_used_as_access_token_is_refused(
     assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_item_09_access_token_used_as_refresh_token_is_refused(
+def test_access_token_used_as_refresh_token_is_refused(
     client: FlaskClient, accounts: Accounts
 ) -> None:
     pair = accounts.active_user("confused@example.com")
@@ -101,7 +99,7 @@ def test_item_09_access_token_used_as_refresh_token_is_refused(
 
 
 @pytest.mark.real_hasher
-def test_item_01_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
+def test_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
     app: Flask, accounts: Accounts
 ) -> None:
     accounts.register("hashed@example.com")
@@ -112,7 +110,7 @@ def test_item_01_stored_hash_is_argon2id_at_or_above_the_owasp_minimum(
 
 
 @pytest.mark.real_hasher
-def test_item_02_unknown_email_and_wrong_password_take_the_same_time(
+def test_unknown_email_and_wrong_password_take_the_same_time(
     client: FlaskClient, accounts: Accounts
 ) -> None:
     accounts.active_user("timed@example.com")
@@ -138,7 +136,7 @@ def test_item_02_unknown_email_and_wrong_password_take_the_same_time(
 # --- Email tokens (items 5, 7) ----------------------------------------------------------
 
 
-def test_item_05_the_database_never_holds_a_usable_token(
+def test_the_database_never_holds_a_usable_token(
     app: Flask, client: FlaskClient, accounts: Accounts, mailbox: Mailbox
 ) -> None:
     address = "stored@example.com"
@@ -163,7 +161,7 @@ def test_item_05_the_database_never_holds_a_usable_token(
         assert not leaks, f"the {name} is stored as is"
 
 
-def test_item_07_links_come_from_public_base_url_never_from_the_host_header(
+def test_links_come_from_public_base_url_never_from_the_host_header(
     client: FlaskClient, accounts: Accounts, mailbox: Mailbox
 ) -> None:
     spoofed = {"Host": "evil.example", "X-Forwarded-Host": "evil.example"}
@@ -203,7 +201,7 @@ class CountingStream(io.BytesIO):
 
 
 @pytest.mark.parametrize("rate_limits", [False, True], ids=["limits-off", "limits-on"])
-def test_item_16_body_over_the_limit_is_413_before_it_is_read(
+def test_body_over_the_limit_is_413_before_it_is_read(
     app_factory: Callable[..., Flask], rate_limits: bool
 ) -> None:
     # With limits on, the per-email limit looks into the body first: it must not read it either.
@@ -223,7 +221,7 @@ def test_item_16_body_over_the_limit_is_413_before_it_is_read(
 # --- Logging (item 19) ------------------------------------------------------------------
 
 
-def test_item_19_no_password_token_or_hash_in_any_log_line(
+def test_no_password_token_or_hash_in_any_log_line(
     app: Flask,
     client: FlaskClient,
     accounts: Accounts,
@@ -285,7 +283,7 @@ def test_item_19_no_password_token_or_hash_in_any_log_line(
         assert not leaks, f"the {name} reached the logs: {leaks}"
 
 
-def test_item_19_the_worker_logs_no_link_token(
+def test_the_worker_logs_no_link_token(
     redis_app: Flask, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
 ) -> None:
     client = redis_app.test_client()

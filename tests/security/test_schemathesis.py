@@ -86,5 +86,5 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 @schema.parametrize()
-def test_item_26_every_operation_keeps_the_documented_contract(case: Case) -> None:
+def test_every_operation_keeps_the_documented_contract(case: Case) -> None:
     case.call_and_validate()

@@ -78,7 +78,7 @@ class TestLogin:
         assert wrong_password.get_data() == unknown_email.get_data()
 
     # The timing of unknown email against wrong password: tests/security/test_checklist.py,
-    # test_item_02_unknown_email_and_wrong_password_take_the_same_time.
+    # test_unknown_email_and_wrong_password_take_the_same_time.
 
     def test_inactive_account_is_403_only_after_a_correct_password(
         self, client: FlaskClient, accounts: Accounts

@@ -1,6 +1,6 @@
 """What a person reads, in an email or on a link page, is plain language; every email has
 an HTML part and a plain-text part that say the same. (The pages in a real browser:
-tests/test_pages_browser.py.)"""
+tests/signup/test_pages_browser.py.)"""
 
 from __future__ import annotations
 

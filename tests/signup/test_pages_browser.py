@@ -26,7 +26,7 @@ from tests.support.http import PASSWORD, Accounts
 from tests.support.mail import Mailbox
 from tests.support.services import free_port, unavailable
 
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",

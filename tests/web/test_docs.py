@@ -1,6 +1,6 @@
 """/docs works offline: Swagger UI's assets come from this service (the pinned
 swagger-ui-bundle package), under a Content-Security-Policy that allows only this origin.
-The page rendering in a real browser with no network: tests/test_pages_browser.py."""
+The page rendering in a real browser with no network: tests/signup/test_pages_browser.py."""
 
 from __future__ import annotations
 
