@@ -45,6 +45,10 @@ INTERNAL_NAMES = (
 # A top-level label is letters, or an internationalised name in its xn-- form; never digits,
 # so neither 127.0.0.10 nor 0x7f.0x01 (127.0.0.1 to inet_aton) passes for a domain name.
 _PUBLIC_TLD = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+EMAIL_RULE = (
+    "An address on a public domain name (not an IP address, localhost or a local network"
+    " name), without quotes, % or !; compared trimmed and lower-cased."
+)
 NOT_PUBLIC = (
     "Use an address on a public domain name, such as name@example.com: not an IP address,"
     " localhost or a local network name."
@@ -93,6 +97,12 @@ def normalise_email(value: Any) -> str:
 
 class NormalisedEmail(fields.Email):
     """An email field whose value is `normalise_email()`'s: trimmed, lower-cased, validated."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        # What JSON Schema can say of the rule, so /openapi.json documents it: the pattern
+        # holds for every accepted value, as no %, ! or " can stand in the domain either.
+        documented = {"pattern": '^[^%!"]*$', "description": EMAIL_RULE}
+        super().__init__(metadata={**documented, **kwargs.pop("metadata", {})}, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         return normalise_email(value)
