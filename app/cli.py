@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from marshmallow import ValidationError
 from redis.exceptions import RedisError
 
 from app.core.db import db
@@ -46,8 +47,8 @@ def create_admin_command(email: str, password: str | None) -> None:
     """Create an active ADMIN, or promote and activate the existing user with that email."""
     try:
         email = NormalisedEmail().deserialize(email)
-    except Exception as exc:
-        raise click.BadParameter("not a valid email address", param_hint="--email") from exc
+    except ValidationError as exc:  # its message says what to change
+        raise click.BadParameter(" ".join(exc.messages), param_hint="--email") from exc
     seed_groups()
     admin_group = get_group(GroupName.ADMIN)
     user = find_user_by_email(email)

@@ -26,6 +26,9 @@ DEV_SECRETS_FILE = "dev-secrets.json"
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
 # app/, wherever a process is started from.
 INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
+# The IPv6 prefixes that may count as one client: a /32 is a whole provider's allocation (a
+# wider one would join strangers), a /128 a single address.
+IPV6_PREFIX_RANGE = range(32, 129)
 
 
 class ConfigError(RuntimeError):
@@ -121,6 +124,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # that many hops, so rate limits key on the client, not on the proxy. 0 = none.
         "TRUSTED_PROXIES": _int(env, "TRUSTED_PROXIES", 0),
         "RATELIMIT_ENABLED": _bool(env.get("RATELIMIT_ENABLED"), True),
+        # Per-address limits count an IPv6 client by this prefix: a client is given a whole
+        # /64 (a /56 or /48 by some providers), and takes a new address from it at will.
+        "RATELIMIT_IPV6_PREFIX": _int(env, "RATELIMIT_IPV6_PREFIX", 64),
         "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL") or None,
         "S3_BUCKET": env.get("S3_BUCKET") or None,
         # The S3 address browsers can reach, when it differs from S3_ENDPOINT_URL.
@@ -188,14 +194,23 @@ def derive_settings(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
     # Served by app/web/docs.py from the pinned swagger-ui-bundle package, never from a CDN.
     config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs/static/")
+    _refuse_unusable(config)
+    return config
+
+
+def _refuse_unusable(config: dict[str, Any]) -> None:
     if config["APP_ENV"] not in {"development", "production"}:
         raise ConfigError(
             f"APP_ENV must be 'development' or 'production', got {config['APP_ENV']!r}"
         )
+    if config["RATELIMIT_IPV6_PREFIX"] not in IPV6_PREFIX_RANGE:
+        raise ConfigError(
+            "RATELIMIT_IPV6_PREFIX must be a prefix length from 32 to 128 (64: one client per"
+            f" /64), got {config['RATELIMIT_IPV6_PREFIX']!r}"
+        )
     problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
     if problems:
         raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
-    return config
 
 
 def _limiter_settings(config: dict[str, Any]) -> None:

@@ -12,9 +12,11 @@ A client sends the same access token with every request for its whole life (15 m
 default), and checking its Ed25519 signature and parsing it again each time was a fifth of
 an authenticated request's CPU. A signature holds for the same bytes whatever the hour, so
 each process keeps the claims of the tokens it has verified, by their exact text: a token
-that differs by one character is a different key and is verified in full. What can change
-is re-checked on every use: the clock (exp, iat, nbf, with the same leeway) and whether the
-token's signing key is still trusted. Revocation is the guard's query, run every time.
+that differs by one character is a different key and is verified in full, and only the
+canonical text of a token is one (`is_canonical`), so a padded copy is neither accepted nor
+remembered. What can change is re-checked on every use: the clock (exp, iat, nbf, with the
+same leeway) and whether the token's signing key is still trusted. Revocation is the guard's
+query, run every time.
 """
 
 from __future__ import annotations
@@ -57,6 +59,21 @@ def login_named_by(claims: dict[str, Any]) -> tuple[int, str] | None:
         return None
 
 
+def is_canonical(encoded_token: str) -> bool:
+    """Whether the token is written the one way its bytes can be: each segment unpadded
+    base64url that re-encodes to the same text. Decoders accept padding and ignore the bits
+    of the last character that no byte uses, so one signed token has other spellings, and
+    each would be a token, and a cache entry, of its own."""
+    for segment in encoded_token.split("."):
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (ValueError, binascii.Error):
+            return False
+        if base64.urlsafe_b64encode(raw).rstrip(b"=") != segment.encode():
+            return False
+    return True
+
+
 def unverified_header(encoded_token: str) -> dict[str, Any]:
     """The token's header, not verified: only to choose the key that verifies it."""
     segment = encoded_token.split(".", 1)[0]
@@ -84,6 +101,9 @@ class VerifiedTokens:
             if found is not None:
                 self._entries.move_to_end(token)
             return found
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def put(self, token: str, header: dict[str, Any], claims: dict[str, Any]) -> None:
         with self._lock:
@@ -124,6 +144,10 @@ class OneDecodeJWTManager(JWTManager):
             self._decode_key_callback(header, {})  # raises once its key is no longer trusted
             _check_times(claims, config.leeway)
             return dict(claims)
+        # Only canonical tokens are remembered, so a copy spelt otherwise never meets the
+        # cache above and needs no check there.
+        if not is_canonical(encoded_token):
+            raise DecodeError("The token is not in its canonical form")
         header = unverified_header(encoded_token)
         # The callback is ours (`_verification_key`) and reads only the header.
         secret = self._decode_key_callback(header, {})

@@ -10,6 +10,7 @@ production): of thirty concurrent attempts against a limit of five, five are let
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 import time
 from collections.abc import Callable
@@ -32,7 +33,35 @@ TOO_MANY = {"429": {"description": "Too many requests; retry after Retry-After"}
 
 
 def client_address() -> str:
-    return get_remote_address()
+    """Who a per-address limit counts, and whose addresses login remembers: the client of
+    the request's address, as `client_of` reads it with RATELIMIT_IPV6_PREFIX."""
+    return client_of(get_remote_address(), current_app.config["RATELIMIT_IPV6_PREFIX"])
+
+
+def client_of(address: str, ipv6_prefix: int) -> str:
+    """The client an address names: an IPv4 address itself, an IPv6 address its network of
+    `ipv6_prefix` bits (`2001:db8:1:2::/64`), since a client is given a whole /64 and takes
+    a new address from it at will.
+
+    The address is read in whatever form the server or proxy wrote it: `ip:port` and
+    `[ipv6]:port` (a port is one connection, not a client), and an IPv4-mapped IPv6 address
+    (`::ffff:1.2.3.4`, from a dual-stack socket) is its IPv4 client. Text that is no address
+    (`unknown`) is a client as written: counted, never an error.
+    """
+    host = address
+    if address.startswith("["):  # [ipv6] or [ipv6]:port
+        host = address[1:].split("]", 1)[0]
+    elif address.count(":") == 1:  # ipv4:port; a bare IPv6 address has two colons or more
+        host = address.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+    return str(ip)
 
 
 def account_key(email: Any) -> str | None:
