@@ -12,6 +12,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from app.account import avatars, profile
 from app.account.schemas import AvatarUploadSchema, ProfileUpdateSchema
 from app.core.errors import InvalidInput
+from app.events import service as events
+from app.events.schemas import EventPageSchema, EventQuerySchema
 from app.identity.schemas import ProfileSchema, UserSchema
 from app.sessions.guard import authenticated, current_caller, load_caller_user
 from app.web.blueprint import Blueprint
@@ -29,6 +31,16 @@ blp = Blueprint(
 def me() -> Any:
     """The calling user, with the profile."""
     return current_caller()
+
+
+@blp.route("/events", methods=["GET"])
+@authenticated()
+@blp.arguments(EventQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, EventPageSchema)
+def my_events(query: dict[str, int]) -> events.EventPage:
+    """What happened to the caller's account (logins, password and email changes, ended
+    sessions, admin actions), newest first."""
+    return events.events_of(current_caller().id, query["page"], query["per_page"])
 
 
 @blp.route("/profile", methods=["PATCH"])

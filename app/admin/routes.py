@@ -7,6 +7,7 @@ from typing import Any
 from marshmallow import RAISE
 
 from app.admin import schemas, service
+from app.events.schemas import EventPageSchema, EventQuerySchema
 from app.identity.models import GroupName
 from app.identity.schemas import UserSchema
 from app.sessions.guard import STAFF, authenticated, current_caller
@@ -69,3 +70,13 @@ def deactivate_user(user_id: int) -> Any:
 def change_group(body: dict[str, Any], user_id: int) -> Any:
     """Move the user to another group; it applies on the user's next request."""
     return service.change_group(current_caller().id, user_id, body["group"])
+
+
+@blp.route("/users/<id:user_id>/events", methods=["GET"])
+@authenticated(GroupName.ADMIN)
+@blp.arguments(EventQuerySchema, location="query", unknown=RAISE)
+@blp.response(200, EventPageSchema)
+@blp.alt_response(404, description=_NOT_FOUND)
+def user_events(query: dict[str, int], user_id: int) -> Any:
+    """What happened to the user's account, newest first."""
+    return service.user_events(user_id, query["page"], query["per_page"])

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from app.core.db import db
 from app.core.errors import Conflict, UserNotFound
 from app.core.log import audit
+from app.events.models import EventType
+from app.events.service import EventPage, events_of, record_event
 from app.identity.models import GroupName, User, UserGroup
 from app.identity.users import get_group
 from app.links.models import ActivationToken, PasswordResetToken
@@ -64,12 +66,20 @@ def get_user(user_id: int) -> User:
     return user
 
 
+def user_events(user_id: int, page: int, per_page: int) -> EventPage:
+    """One page of the user's security events, newest first; 404 for no such user."""
+    get_user(user_id)
+    return events_of(user_id, page, per_page)
+
+
 def activate_user(admin_id: int, user_id: int) -> User:
     """Activate the account; any pending activation link is spent, so it cannot be replayed."""
     user = get_user(user_id)
     was_active = user.is_active
     user.activate()
     drop_email_tokens(user.id, ActivationToken)
+    if not was_active:
+        record_event(EventType.ACTIVATED, user.id, actor_id=admin_id)
     db.session.commit()
     _audit("admin_user_activated", admin_id, user, is_active=(was_active, True))
     return user
@@ -87,6 +97,7 @@ def deactivate_user(admin_id: int, user_id: int) -> User:
     # Every emailed link is spent: an activation link would undo the deactivation, a reset
     # link would still change the password of an account its owner may have lost.
     drop_email_tokens(user.id, ActivationToken, PasswordResetToken)
+    record_event(EventType.DEACTIVATED, user.id, actor_id=admin_id)
     db.session.commit()
     _audit("admin_user_deactivated", admin_id, user, is_active=(was_active, False))
     return user
@@ -99,6 +110,7 @@ def change_group(admin_id: int, user_id: int, group: GroupName) -> User:
     if group != GroupName.ADMIN:
         _keep_an_active_admin(user, "Demoting")
     user.group = get_group(group)
+    record_event(EventType.GROUP_CHANGED, user.id, actor_id=admin_id)
     db.session.commit()
     _audit("admin_group_changed", admin_id, user, group=(previous.value, group.value))
     return user

@@ -165,6 +165,8 @@ def _token_settings(env: dict[str, str]) -> dict[str, Any]:
         # longest a process goes on signing with a key after `flask keys rotate`.
         "SIGNING_KEY_CACHE_SECONDS": _int(env, "SIGNING_KEY_CACHE_SECONDS", 30),
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+        # Security events older than this are deleted by the scheduled clean-up.
+        "SECURITY_EVENT_RETENTION_DAYS": _int(env, "SECURITY_EVENT_RETENTION_DAYS", 90),
     }
 
 

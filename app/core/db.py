@@ -118,22 +118,20 @@ DELETE_BATCH = 2000
 DELETE_PAUSE = 0.02
 
 
-def delete_expired(
-    model: Any, now: datetime, batch_size: int = DELETE_BATCH, pause_seconds: float = DELETE_PAUSE
+def delete_in_batches(
+    model: Any,
+    condition: sa.ColumnElement[bool],
+    batch_size: int = DELETE_BATCH,
+    pause_seconds: float = DELETE_PAUSE,
 ) -> int:
-    """Delete the rows of `model` (which has `id` and `expires_at`) expired by `now`, in
-    batches, each committed; return how many. Safe to run twice at once: each batch deletes
-    whatever expired rows are still there, and a row deleted by the other run is simply not
-    counted."""
+    """Delete the rows of `model` (which has an `id`) that meet `condition`, in batches,
+    each committed; return how many. Safe to run twice at once: each batch deletes whatever
+    such rows are still there, and a row deleted by the other run is simply not counted."""
     deleted = 0
     while True:
         batch = (
-            sa.select(model.id)
-            .where(model.expires_at <= now)
-            .order_by(model.id)
-            .limit(batch_size)
-            .scalar_subquery()
-        )
+            sa.select(model.id).where(condition).order_by(model.id).limit(batch_size)
+        ).scalar_subquery()
         count = rows_changed(sa.delete(model).where(model.id.in_(batch)))
         db.session.commit()
         deleted += count

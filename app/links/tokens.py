@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 
 from app.core.crypto import hash_token
-from app.core.db import db, delete_expired, rows_changed, utcnow
+from app.core.db import db, delete_in_batches, rows_changed, utcnow
 from app.core.errors import InvalidToken
 from app.identity.models import User
 from app.links.models import ActivationToken, EmailTokenModel, PasswordResetToken
@@ -58,6 +58,10 @@ def delete_expired_link_tokens(
 ) -> dict[str, int]:
     """Delete the emailed links expired by `now` (the scheduled clean-up), by kind."""
     return {
-        "activation": delete_expired(ActivationToken, now, batch_size, pause_seconds),
-        "password_reset": delete_expired(PasswordResetToken, now, batch_size, pause_seconds),
+        "activation": delete_in_batches(
+            ActivationToken, ActivationToken.expires_at <= now, batch_size, pause_seconds
+        ),
+        "password_reset": delete_in_batches(
+            PasswordResetToken, PasswordResetToken.expires_at <= now, batch_size, pause_seconds
+        ),
     }

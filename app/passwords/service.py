@@ -19,6 +19,8 @@ from app.core.errors import (
 )
 from app.core.log import audit
 from app.courier.messages import queue_message
+from app.events.models import EventType
+from app.events.service import record_event
 from app.identity.models import User
 from app.identity.users import find_user_by_email
 from app.links.models import PasswordResetToken
@@ -42,6 +44,9 @@ def login(email: str, password: str) -> dict[str, Any]:
         audit("login_failed", reason="unknown_email")
         raise NotAuthenticated(WRONG_CREDENTIALS)
     if not hashing.verify_password(user.password_hash, password):
+        # Recorded for existing accounts only: an unknown email leaves no row to grow.
+        record_event(EventType.LOGIN_FAILED, user.id)
+        db.session.commit()
         audit("login_failed", reason="wrong_password", user_id=user.id)
         raise NotAuthenticated(WRONG_CREDENTIALS)
     if user.deactivated_at is not None:
@@ -55,6 +60,7 @@ def login(email: str, password: str) -> dict[str, Any]:
     if hashing.needs_rehash(user.password_hash):
         user.password_hash = hashing.hash_password(password)
     pair = issue_token_pair(user)
+    record_event(EventType.LOGIN_SUCCEEDED, user.id)
     db.session.commit()
     audit("login_succeeded", user_id=user.id)
     return pair
@@ -67,6 +73,7 @@ def change_password(user: User, old_password: str, new_password: str) -> None:
         audit("password_change_failed", user_id=user.id)
         raise WrongPassword("The current password is wrong.")
     set_password(user, new_password, field="new_password")
+    record_event(EventType.PASSWORD_CHANGED, user.id)
     db.session.commit()
     audit("password_changed", user_id=user.id)
 

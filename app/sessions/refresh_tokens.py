@@ -12,9 +12,11 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.core.crypto import hash_token
-from app.core.db import db, delete_expired, utcnow
+from app.core.db import db, delete_in_batches, utcnow
 from app.core.errors import NotAuthenticated
 from app.core.log import audit
+from app.events.models import EventType
+from app.events.service import record_event
 from app.identity.models import User
 from app.sessions.access_tokens import issue_access_token
 from app.sessions.models import RefreshToken
@@ -99,6 +101,7 @@ def spend_refresh_token(refresh_token: str) -> RefreshToken:
     if known.expires_at <= now:
         raise NotAuthenticated("The refresh token has expired; log in again.")
     end_login(known.family_id)
+    record_event(EventType.REFRESH_REUSE_DETECTED, known.user_id)
     db.session.commit()
     audit("refresh_token_reuse_detected", user_id=known.user_id, family=known.family_id)
     raise NotAuthenticated(
@@ -126,4 +129,6 @@ def end_all_logins(user_id: int) -> None:
 
 def delete_expired_refresh_tokens(now: datetime, batch_size: int, pause_seconds: float) -> int:
     """Delete the refresh tokens of logins expired by `now` (the scheduled clean-up)."""
-    return delete_expired(RefreshToken, now, batch_size, pause_seconds)
+    return delete_in_batches(
+        RefreshToken, RefreshToken.expires_at <= now, batch_size, pause_seconds
+    )

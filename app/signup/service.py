@@ -16,6 +16,8 @@ from app.core.errors import Conflict, InvalidToken, NextStep
 from app.core.log import audit
 from app.courier.messages import hours, queue_message
 from app.courier.quota import email_quota_allows
+from app.events.models import EventType
+from app.events.service import record_event
 from app.identity.models import GroupName, User, UserProfile
 from app.identity.users import find_user_by_email, get_group
 from app.links.models import ActivationToken, PasswordResetToken
@@ -64,6 +66,7 @@ def register(email: str, password: str) -> User:
     # The contract: a registration again kills every older link (a reset link too).
     drop_email_tokens(user.id, PasswordResetToken)
     _queue_activation_email(user)  # replaces any older activation link
+    record_event(EventType.REGISTERED, user.id)
     db.session.commit()
     audit("user_registered", user_id=user.id, registered_before=registered_before)
     return user
@@ -87,6 +90,7 @@ def activate(secret: str) -> None:
     if user.deactivated_at is not None:
         raise InvalidToken(INVALID_LINK, next_step=NextStep.ASK_ACTIVATION_LINK)
     user.activate()
+    record_event(EventType.ACTIVATED, user.id)
     db.session.commit()
     audit("user_activated", user_id=user.id)
 
@@ -134,6 +138,8 @@ def reset_password(secret: str, new_password: str) -> None:
         # The link reached the mailbox: it proves the address as an activation link does.
         user.activate()
         drop_email_tokens(user.id, ActivationToken)
+        record_event(EventType.ACTIVATED, user.id)
+    record_event(EventType.PASSWORD_RESET, user.id)
     db.session.commit()
     audit("password_reset", user_id=user.id)
     if activates:

@@ -148,7 +148,12 @@ def test_worker_command_runs_jobs_in_forked_horses_with_the_app_context(
     assert fetch(redis_app, email_job).get_status() == JobStatus.FINISHED
     cleanup = fetch(redis_app, cleanup_job)
     assert cleanup.get_status() == JobStatus.FINISHED
-    assert cleanup.return_value() == {"activation": 2, "password_reset": 2, "refresh": 2}
+    assert cleanup.return_value() == {
+        "activation": 2,
+        "password_reset": 2,
+        "refresh": 2,
+        "security_events": 0,
+    }
     assert token_counts(redis_app) == {name: (0, 1) for name in token_counts(redis_app)}
 
 
@@ -327,7 +332,12 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
     run_worker(redis_app)
     job = fetch(redis_app, CLEANUP_JOB_ID)
     assert job.get_status() == JobStatus.FINISHED
-    assert job.return_value() == {"activation": 3, "password_reset": 3, "refresh": 3}
+    assert job.return_value() == {
+        "activation": 3,
+        "password_reset": 3,
+        "refresh": 3,
+        "security_events": 0,
+    }
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
     # The job's hash must outlive any worker outage, or rq-scheduler forgets the schedule.
     assert redis_connection(redis_app).ttl(job.key) == -1
@@ -349,13 +359,16 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         finally:
             sa.event.remove(db.engine, "after_cursor_execute", count_deletes)
 
-    assert counts == {"activation": 7, "password_reset": 7, "refresh": 7}
-    # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last).
+    assert counts == {"activation": 7, "password_reset": 7, "refresh": 7, "security_events": 0}
+    # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
+    # no security event is old enough, so one short batch there.
     # (SQLite's cursor reports no row count at this hook, so the sizes are read from `counts`.)
-    assert (
-        deletes
-        == ["activation_tokens"] * 4 + ["password_reset_tokens"] * 4 + ["refresh_tokens"] * 4
-    )
+    assert deletes == [
+        *["activation_tokens"] * 4,
+        *["password_reset_tokens"] * 4,
+        *["refresh_tokens"] * 4,
+        "security_events",
+    ]
     assert token_counts(redis_app) == {name: (0, 3) for name in token_counts(redis_app)}
 
 
