@@ -15,13 +15,13 @@ from app.auth.service import set_password
 from app.db import db
 from app.errors import DomainError
 from app.jobs.cleanup import delete_expired_tokens
-from app.jobs.outbox import sweep_outbox
+from app.jobs.outbox import sweep_outbox, unsent_emails
 from app.jobs.worker import run_worker
 from app.keys import service as keys
 from app.keys.models import SigningKey
 from app.keys.ring import keyring
 from app.log import audit
-from app.models import GroupName, User, UserProfile, utcnow
+from app.models import EmailOutbox, GroupName, User, UserProfile, utcnow
 from app.schemas import NormalisedEmail
 from app.users import find_user_by_email, get_group, seed_groups
 
@@ -175,6 +175,27 @@ def _iso(moment: datetime | None) -> str:
 def outbox_sweep_command() -> None:
     """Dispatch again every email not sent in time (the scheduler does this every minute)."""
     click.echo(f"{sweep_outbox()} email(s) dispatched again")
+
+
+@outbox_cli.command("list")
+@click.option("--failed", is_flag=True, help="Only the emails the mail server refused for good.")
+def outbox_list_command(failed: bool) -> None:
+    """Emails not sent: id, Message-ID, created, and pending, failed (the server's answer) or
+    given up."""
+    for row in unsent_emails(failed_only=failed):
+        click.echo(
+            f"{row.id}  {row.message_id}  created {_iso(row.created_at)}  {_email_state(row)}"
+        )
+
+
+def _email_state(row: EmailOutbox) -> str:
+    if row.failed_at is not None:
+        return f"failed {_iso(row.failed_at)}: {row.failure}"
+    if row.payload is None:
+        return "given up"
+    return (
+        f"pending, dispatched again {row.attempts} time(s), next look {_iso(row.next_attempt_at)}"
+    )
 
 
 def _app_with_redis() -> Flask:

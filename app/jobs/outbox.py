@@ -6,6 +6,10 @@ in-process without REDIS_URL. RQ jobs carry only that id, so no link secret sits
 or in the dashboard. The job sends the message with the row's Message-ID, marks the row
 sent and drops the payload.
 
+A permanent refusal by the mail server (a 5xx answer, `EmailRefused`) ends the email at
+once: the row is marked failed with the server's answer, its payload dropped, and RQ records
+the job as failed without retrying it.
+
 If the hand-over is lost (Redis down or restarted empty at commit, a worker killed in the
 middle of a send), `sweep_outbox` - run every minute by the scheduler - dispatches again
 every row not sent within SWEEP_AFTER seconds whose job is no longer alive. Delivery is
@@ -30,7 +34,7 @@ from rq.job import Job, JobStatus
 
 from app.crypto import fernet_for
 from app.db import db
-from app.jobs.emails import deliver
+from app.jobs.emails import EmailRefused, deliver
 from app.jobs.queue import enqueue_after_commit, is_running, redis_connection
 from app.models import EmailOutbox, utcnow
 
@@ -93,7 +97,25 @@ def send_outbox_email(outbox_id: int) -> None:
         row.payload = None
         db.session.commit()
 
-    deliver(message, on_accepted=mark_sent)
+    try:
+        deliver(message, on_accepted=mark_sent)
+    except EmailRefused as refusal:
+        # Out of the sweep's reach (no payload) and kept, saying why, for the operator.
+        row.failed_at = utcnow()
+        row.failure = refusal.reason
+        row.payload = None
+        db.session.commit()
+        log.warning("email_refused", extra={"outbox_id": outbox_id, "reason": refusal.reason})
+        raise
+
+
+def unsent_emails(failed_only: bool = False) -> list[EmailOutbox]:
+    """The emails not sent, oldest first: waiting to be sent (or sent again), refused for
+    good (failed) or given up; with `failed_only`, the refused ones."""
+    statement = sa.select(EmailOutbox).where(EmailOutbox.sent_at.is_(None))
+    if failed_only:
+        statement = statement.where(EmailOutbox.failed_at.is_not(None))
+    return list(db.session.scalars(statement.order_by(EmailOutbox.id)))
 
 
 def _job_alive(outbox_id: int, now: datetime) -> bool:

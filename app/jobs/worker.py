@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from types import TracebackType
 from typing import Any
 
 from flask import Flask
@@ -21,7 +22,7 @@ from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
 
 from app.db import db
-from app.jobs.queue import Backoff, get_queue, redis_connection
+from app.jobs.queue import Backoff, PermanentJobFailure, get_queue, redis_connection
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,23 @@ class AppSimpleWorker(_AppContextWorker, SimpleWorker):
         self.app = app
 
 
+def _no_retry_after_permanent_failure(
+    job: Job, exc_type: type[BaseException], exc: BaseException, traceback: TracebackType
+) -> bool:
+    """RQ's exception handler: runs before RQ decides on a retry, which it then skips."""
+    if isinstance(exc, PermanentJobFailure):
+        job.retries_left = 0
+    return True  # and on to RQ's own handling: the job goes to the failed-job registry
+
+
 def make_worker(app: Flask, *, fork: bool = True) -> AppWorker | AppSimpleWorker:
     worker_class = AppWorker if fork else AppSimpleWorker
-    return worker_class([get_queue(app)], connection=redis_connection(app, "worker"), app=app)
+    return worker_class(
+        [get_queue(app)],
+        connection=redis_connection(app, "worker"),
+        app=app,
+        exception_handlers=[_no_retry_after_permanent_failure],
+    )
 
 
 def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:
