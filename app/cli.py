@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from app.core.db import db
 from app.core.errors import DomainError
 from app.core.log import audit
-from app.courier.outbox import sweep_outbox
+from app.courier.cli import outbox_cli
 from app.courier.worker import run_worker
 from app.identity.models import GroupName, User, UserProfile
 from app.identity.users import find_user_by_email, get_group, seed_groups
@@ -24,7 +24,6 @@ from app.periodic.cleanup import delete_expired_tokens
 from app.web.schemas import NormalisedEmail
 
 rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
-outbox_cli = AppGroup("outbox", help="The email outbox.")
 
 
 @click.command("seed-groups")
@@ -94,12 +93,6 @@ def cleanup_tokens_command() -> None:
     counts = delete_expired_tokens()
     for kind, count in counts.items():
         click.echo(f"{kind}: {count} deleted")
-
-
-@outbox_cli.command("sweep")
-def outbox_sweep_command() -> None:
-    """Dispatch again every email not sent in time (the scheduler does this every minute)."""
-    click.echo(f"{sweep_outbox()} email(s) dispatched again")
 
 
 def _app_with_redis() -> Flask:

@@ -45,3 +45,8 @@ def audit(event: str, **fields: Any) -> None:
     if has_request_context():
         fields.setdefault("ip", request.remote_addr)
     audit_log.info(event, extra=fields)
+
+
+def iso_utc(moment: datetime | None) -> str:
+    """A moment as the CLI prints it: `2026-12-06T10:00:00Z`, or `-` for none."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"

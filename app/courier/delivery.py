@@ -8,16 +8,52 @@ outbox's business (app/courier/outbox.py).
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import smtplib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 
 from flask import current_app
 from flask_mail import Connection, Message
 
+from app.courier.queue import PermanentJobFailure
+
 log = logging.getLogger(__name__)
+
+REASON_LENGTH = 200  # of the server's answer kept (email_outbox.failure holds 255)
+# The answers that may be permanent; smtplib raises others (a dropped connection, a timeout,
+# a refused login) as other exceptions, all retried.
+REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
+
+
+class EmailRefused(PermanentJobFailure):
+    """The SMTP server refused the email for good (a 5xx answer: no such mailbox, sender or
+    message refused); sent again, it would be refused again. `reason` is the server's answer,
+    code and text, with the recipient's address replaced by "recipient", cut short."""
+
+    def __init__(self, code: int, text: str, recipients: list[str]) -> None:
+        for address in recipients:
+            text = re.sub(re.escape(address), "recipient", text, flags=re.IGNORECASE)
+        self.reason = f"{code} {' '.join(text.split())}"[:REASON_LENGTH]
+        super().__init__(self.reason)
+
+
+def _permanent_answer(
+    error: smtplib.SMTPRecipientsRefused | smtplib.SMTPResponseException,
+) -> tuple[int, str] | None:
+    """The 5xx answer (code, text) behind a refusal, or None when it may be temporary."""
+    answers: list[tuple[int, bytes | str]]
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        answers = list(error.recipients.values())  # each refused recipient's answer
+    else:
+        answers = [(error.smtp_code, error.smtp_error)]
+    if not answers or not all(500 <= code < 600 for code, _text in answers):
+        return None
+    code, text = answers[0]
+    return code, text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
 class BoundedConnection(Connection):
@@ -46,12 +82,21 @@ def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
 
     `on_accepted` runs before QUIT: the server can accept the message and the connection
     still drop before QUIT is answered, and what is recorded as sent must not go again.
-    An SMTP failure raises, so RQ retries the job.
+    An SMTP failure raises, so RQ retries the job; a permanent refusal raises EmailRefused,
+    which is not retried.
     """
     if current_app.config["MAIL_SERVER"]:
-        with BoundedConnection(current_app.extensions["mail"]) as connection:
-            connection.send(message)
-            on_accepted()
+        try:
+            with BoundedConnection(current_app.extensions["mail"]) as connection:
+                connection.send(message)
+                on_accepted()
+        except REFUSALS as exc:
+            answer = _permanent_answer(exc)
+            if answer is None:
+                raise
+            recipients = [parseaddr(str(to))[1] for to in message.recipients]
+            # from None: smtplib's exception names the recipient, and RQ keeps what it is given.
+            raise EmailRefused(*answer, recipients=recipients) from None
         log.info("email_sent", extra={"subject": message.subject})
         return
     outbox = Path(current_app.config["MAIL_OUTBOX_DIR"])

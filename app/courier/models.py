@@ -29,3 +29,6 @@ class EmailOutbox(db.Model):  # type: ignore[name-defined]
     # How many times the sweep dispatched it again.
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Refused for good by the mail server (a 5xx answer), and its answer: never tried again.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failure: Mapped[str | None] = mapped_column(sa.String(255))

@@ -6,6 +6,10 @@ in-process without REDIS_URL. RQ jobs carry only that id, so no link secret sits
 or in the dashboard. The job sends the message with the row's Message-ID, marks the row
 sent and drops the payload.
 
+A permanent refusal by the mail server (a 5xx answer, `EmailRefused`) ends the email at
+once: the row is marked failed with the server's answer, its payload dropped, and RQ records
+the job as failed without retrying it.
+
 If the hand-over is lost (Redis down or restarted empty at commit, a worker killed in the
 middle of a send), `sweep_outbox` - run every minute by the scheduler - dispatches again
 every row not sent within SWEEP_AFTER seconds whose job is no longer alive. Delivery is
@@ -31,7 +35,7 @@ from rq.job import Job, JobStatus
 from app.core.crypto import fernet_for
 from app.core.db import db, utcnow
 from app.core.redis import redis_connection
-from app.courier.delivery import deliver
+from app.courier.delivery import EmailRefused, deliver
 from app.courier.models import EmailOutbox
 from app.courier.queue import enqueue_after_commit, is_running
 
@@ -94,7 +98,41 @@ def send_outbox_email(outbox_id: int) -> None:
         row.payload = None
         db.session.commit()
 
-    deliver(message, on_accepted=mark_sent)
+    try:
+        deliver(message, on_accepted=mark_sent)
+    except EmailRefused as refusal:
+        # Out of the sweep's reach (no payload) and kept, saying why, for the operator.
+        row.failed_at = utcnow()
+        row.failure = refusal.reason
+        row.payload = None
+        db.session.commit()
+        log.warning("email_refused", extra={"outbox_id": outbox_id, "reason": refusal.reason})
+        raise
+
+
+def unsent_emails(failed_only: bool = False) -> list[EmailOutbox]:
+    """The emails not sent, oldest first: waiting to be sent (or sent again), refused for
+    good (failed) or given up; with `failed_only`, the refused ones."""
+    statement = sa.select(EmailOutbox).where(EmailOutbox.sent_at.is_(None))
+    if failed_only:
+        statement = statement.where(EmailOutbox.failed_at.is_not(None))
+    return list(db.session.scalars(statement.order_by(EmailOutbox.id)))
+
+
+def _sweep_one(row: EmailOutbox, now: datetime) -> bool:
+    """Give the row up, or dispatch it again if its job is gone; whether it was dispatched.
+    Either way the sweep looks at it next after a wait that doubles with each dispatch."""
+    if row.created_at < now - GIVE_UP_AFTER:
+        row.payload = None
+        log.warning("email_given_up", extra={"outbox_id": row.id})
+        return False
+    dispatched = not _job_alive(row.id, now)
+    if dispatched:
+        row.attempts += 1
+        enqueue_after_commit(send_outbox_email, row.id, job_id=job_id(row.id))
+    wait = min(SWEEP_AFTER * 2**row.attempts, SWEEP_AFTER_MAX)
+    row.next_attempt_at = now + timedelta(seconds=wait)
+    return dispatched
 
 
 def _job_alive(outbox_id: int, now: datetime) -> bool:
@@ -130,19 +168,8 @@ def sweep_outbox() -> int:
         .limit(SWEEP_BATCH)
         .with_for_update(skip_locked=True)
     ).all()
-    dispatched = 0
     try:
-        for row in due:
-            if row.created_at < now - GIVE_UP_AFTER:
-                row.payload = None
-                log.warning("email_given_up", extra={"outbox_id": row.id})
-                continue
-            if not _job_alive(row.id, now):
-                row.attempts += 1
-                enqueue_after_commit(send_outbox_email, row.id, job_id=job_id(row.id))
-                dispatched += 1
-            wait = min(SWEEP_AFTER * 2**row.attempts, SWEEP_AFTER_MAX)
-            row.next_attempt_at = now + timedelta(seconds=wait)
+        dispatched = sum(_sweep_one(row, now) for row in due)
     except RedisError:
         db.session.rollback()
         log.warning("outbox_sweep_redis_unavailable")

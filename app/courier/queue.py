@@ -39,6 +39,11 @@ JOB_TIMEOUT = 60
 Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+class PermanentJobFailure(Exception):
+    """A failure that trying again cannot mend: the worker (worker.py) has RQ record the job
+    as failed at once, without its retries."""
+
+
 def enqueue_after_commit(func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None:
     """`job_id` names the RQ job, so whoever looks for it later (the outbox sweep) finds it."""
     session = db.session()

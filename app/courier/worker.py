@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from types import TracebackType
 from typing import Any
 
 from flask import Flask
@@ -22,7 +23,7 @@ from rq.job import Job
 
 from app.core.db import db
 from app.core.redis import redis_connection
-from app.courier.queue import Backoff, get_queue
+from app.courier.queue import Backoff, PermanentJobFailure, get_queue
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +65,23 @@ class AppSimpleWorker(_AppContextWorker, SimpleWorker):
         self.app = app
 
 
+def _no_retry_after_permanent_failure(
+    job: Job, exc_type: type[BaseException], exc: BaseException, traceback: TracebackType
+) -> bool:
+    """RQ's exception handler: runs before RQ decides on a retry, which it then skips."""
+    if isinstance(exc, PermanentJobFailure):
+        job.retries_left = 0
+    return True  # and on to RQ's own handling: the job goes to the failed-job registry
+
+
 def make_worker(app: Flask, *, fork: bool = True) -> AppWorker | AppSimpleWorker:
     worker_class = AppWorker if fork else AppSimpleWorker
-    return worker_class([get_queue(app)], connection=redis_connection(app, "worker"), app=app)
+    return worker_class(
+        [get_queue(app)],
+        connection=redis_connection(app, "worker"),
+        app=app,
+        exception_handlers=[_no_retry_after_permanent_failure],
+    )
 
 
 def run_worker(app: Flask, *, burst: bool = False, fork: bool = True) -> bool:

@@ -11,7 +11,9 @@ from flask.cli import AppGroup
 from app.core.db import utcnow
 from app.core.errors import DomainError
 from app.core.log import audit
+from app.core.log import iso_utc as _iso
 from app.keys import service as keys
+from app.keys.models import SigningKey
 from app.keys.ring import keyring
 
 keys_cli = AppGroup(
@@ -31,34 +33,53 @@ def keys_ensure_command() -> None:
 
 
 @keys_cli.command("rotate")
-def keys_rotate_command() -> None:
-    """Make a new signing key current; older keys stay published until their tokens expire."""
+@click.option(
+    "--now",
+    "at_once",
+    is_flag=True,
+    help="Sign with the new key at once, for a compromised key: services that cached the "
+    "JWKS refuse its tokens until they fetch it again.",
+)
+def keys_rotate_command(at_once: bool) -> None:
+    """Publish a new signing key now; it signs once every cached JWKS has expired (or at once
+    with --now). Older keys stay published until their tokens expire."""
     try:
-        key = keys.rotate_key()
+        key = keys.rotate_key(at_once=at_once)
     except DomainError as exc:
         raise click.ClickException(exc.detail) from exc
     keyring().forget()
-    audit("signing_key_rotated", kid=key.kid)
+    audit("signing_key_rotated", kid=key.kid, signs_from=_iso(key.signs_from), at_once=at_once)
+    cache = current_app.config["SIGNING_KEY_CACHE_SECONDS"]
+    if at_once:
+        click.echo(
+            f"signing key {key.kid} signs now (every process within {cache} s); a service "
+            "holding a JWKS fetched before may answer 401 to its tokens for up to "
+            f"{int(keys.publish_ahead().total_seconds())} s, unless it fetches the JWKS again on "
+            "an unknown kid"
+        )
+        return
     click.echo(
-        f"signing key {key.kid} is current; every process signs with it within "
-        f"{current_app.config['SIGNING_KEY_CACHE_SECONDS']} s"
+        f"signing key {key.kid} is published now (by every process within {cache} s) and "
+        f"signs from {_iso(key.signs_from)}, once every JWKS cached before has expired "
+        f"(max-age {keys.JWKS_MAX_AGE} s + {cache} s)"
     )
 
 
 @keys_cli.command("list")
 def keys_list_command() -> None:
-    """Each key: kid, created, current or retired (and until when it is published)."""
+    """Each key: kid, created, and next (signs from), current or retired (published until)."""
     now = utcnow()
     for key in keys.all_keys():
-        until = keys.published_until(key)
-        if until is None:
-            state = "current"
-        elif until > now:
-            state = f"retired {_iso(key.retired_at)}, published until {_iso(until)}"
-        else:
-            state = f"retired {_iso(key.retired_at)}, no longer published"
-        click.echo(f"{key.kid}  created {_iso(key.created_at)}  {state}")
+        click.echo(f"{key.kid}  created {_iso(key.created_at)}  {_key_state(key, now)}")
 
 
-def _iso(moment: datetime | None) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+def _key_state(key: SigningKey, now: datetime) -> str:
+    retired, until = key.retired_at, keys.published_until(key)
+    if key.signs_from > now:
+        return f"next, signs from {_iso(key.signs_from)}"
+    if retired is None or until is None:
+        return "current"
+    if retired > now:
+        return f"current, signs until {_iso(retired)}"
+    published = f"published until {_iso(until)}" if until > now else "no longer published"
+    return f"retired {_iso(retired)}, {published}"

@@ -12,13 +12,14 @@ from app.core.db import UTCDateTime, db, utcnow
 
 
 class SigningKey(db.Model):  # type: ignore[name-defined]
-    """A key pair that signs access tokens. The key of an algorithm not yet retired is the
-    current one; retired keys verify the tokens they signed until those have expired."""
+    """A key pair that signs access tokens from `signs_from` until `retired_at`; published
+    from its creation (before it signs, see service.rotate_key) until its tokens expired."""
 
     __tablename__ = "signing_keys"
     __table_args__ = (
-        # One current key per algorithm, decided by the database: two `keys ensure` or
-        # `keys rotate` run at once cannot both leave a current key behind.
+        # One key per algorithm without a retirement date, the newest (signing, or next to
+        # sign), decided by the database: two `keys ensure` or `keys rotate` run at once
+        # cannot both add one.
         sa.Index(
             "uq_signing_keys_current",
             "alg",
@@ -35,7 +36,11 @@ class SigningKey(db.Model):  # type: ignore[name-defined]
     # PKCS #8 DER, Fernet-encrypted with a key derived from SECRET_KEY (app.crypto).
     private_key_encrypted: Mapped[str] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    signs_from: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When it stops signing: set by the rotation that replaces it, possibly in the future.
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     def __repr__(self) -> str:  # never the private part
-        return f"<SigningKey kid={self.kid} retired_at={self.retired_at}>"
+        return (
+            f"<SigningKey kid={self.kid} signs_from={self.signs_from} retired_at={self.retired_at}>"
+        )

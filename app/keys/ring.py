@@ -1,10 +1,11 @@
 """Each process's copy of the signing keys: the current one signs, the live ones verify.
 
 Every process (gunicorn worker, RQ worker, CLI) reads the keys from the database and keeps
-them for SIGNING_KEY_CACHE_SECONDS, so a rotation needs no restart: every process signs
-with the new key within that time. A token whose `kid` a process does not know yet (signed
-by a process that noticed the rotation first) makes it reload at once; such reloads happen
-at most once a second, so made-up kids cannot hammer the database.
+them for SIGNING_KEY_CACHE_SECONDS, so a rotation needs no restart: every process publishes
+the new key within that time and signs with it from the moment the rotation set, which its
+copy holds (after `keys rotate --now`, within that time). A token whose `kid` a process does
+not know yet (signed by a process that noticed the rotation first) makes it reload at once;
+such reloads happen at most once a second, so made-up kids cannot hammer the database.
 """
 
 from __future__ import annotations
@@ -38,13 +39,21 @@ class PublicKey:
 
 
 @dataclass(frozen=True)
+class Signer:
+    key: SigningKey  # detached: its columns only
+    private: PrivateKeyTypes
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The keys as one database read found them; replaced whole, never changed."""
 
-    signing_kid: str | None
-    signing_key: PrivateKeyTypes | None
+    signers: list[Signer]  # the keys that sign now or later, latest to start first
     public: dict[str, PublicKey]
     loaded_at: float  # time.monotonic()
+
+    def signer(self, moment: datetime) -> Signer | None:
+        return next((s for s in self.signers if service.signs_at(s.key, moment)), None)
 
 
 class KeyRing:
@@ -54,16 +63,16 @@ class KeyRing:
 
     def sign(self, claims: dict[str, Any]) -> str:
         """An access token: the kid and the key come from the same snapshot."""
-        snapshot = self._fresh(self._ttl())
-        if snapshot.signing_key is None:
+        signer = self._fresh(self._ttl()).signer(utcnow())
+        if signer is None:
             raise service.SigningKeyError(
                 "there is no signing key: run `flask --app wsgi keys ensure`"
             )
         return jwt.encode(
             claims,
-            snapshot.signing_key,  # type: ignore[arg-type]
+            signer.private,  # type: ignore[arg-type]
             algorithm=service.ALGORITHM,
-            headers={"kid": snapshot.signing_kid},
+            headers={"kid": signer.key.kid},
         )
 
     def verification_key(self, kid: Any) -> PublicKeyTypes:
@@ -108,13 +117,15 @@ class KeyRing:
 
 def _load() -> Snapshot:
     keys = _read_live_keys()
-    if current_app.config["APP_ENV"] == "development" and not _current(keys):
+    now = utcnow()
+    if current_app.config["APP_ENV"] == "development" and not _signs_now(keys, now):
         service.ensure_key()  # `flask run` works without `keys ensure` first
         keys = _read_live_keys()
-    current = _current(keys)
+    # Those that sign now or will: a snapshot kept across a rotation's switch has the next key.
+    signing = [key for key in keys if key.retired_at is None or key.retired_at > now]
+    signing.sort(key=lambda key: key.signs_from, reverse=True)
     return Snapshot(
-        signing_kid=current.kid if current else None,
-        signing_key=service.private_key(current) if current else None,
+        signers=[Signer(key, service.private_key(key)) for key in signing],
         public={
             key.kid: PublicKey(
                 jwk={**key.public_jwk, "kid": key.kid, "alg": key.alg, "use": "sig"},
@@ -136,8 +147,8 @@ def _read_live_keys() -> list[SigningKey]:
         return keys
 
 
-def _current(keys: list[SigningKey]) -> SigningKey | None:
-    return next((key for key in keys if service.is_current(key)), None)
+def _signs_now(keys: list[SigningKey], now: datetime) -> bool:
+    return any(service.signs_at(key, now) for key in keys)
 
 
 def init_keys(app: Flask) -> None:

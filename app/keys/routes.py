@@ -6,6 +6,7 @@ from typing import Any
 
 from app.keys.ring import keyring
 from app.keys.schemas import JWKSetSchema
+from app.keys.service import JWKS_MAX_AGE
 from app.web.blueprint import Blueprint
 
 blp = Blueprint(
@@ -16,9 +17,6 @@ blp = Blueprint(
     cacheable=True,
 )
 
-# Short: a verifier that meets an unknown kid fetches again anyway (PyJWKClient does), and
-# a shared cache in front of it must not hide a new key for long.
-JWKS_MAX_AGE = 300
 CACHE_HEADERS = {
     "Cache-Control": {
         "description": f"`public, max-age={JWKS_MAX_AGE}`",

@@ -5,6 +5,10 @@ still be alive: its retirement, plus the time a process may go on signing with i
 its cache notices the rotation (SIGNING_KEY_CACHE_SECONDS), plus the lifetime of an access
 token (JWT_ACCESS_TOKEN_EXPIRES). After that its row is deleted by the next
 `keys ensure` or `keys rotate`, and is never published again whatever runs.
+
+A key signs from `signs_from` until `retired_at`. A rotation publishes the new key first and
+lets it sign only once no cache can still hold a JWKS without it (`publish_ahead`), so the
+services that verify our tokens with a cached JWKS never meet a kid they do not know.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from app.keys.models import SigningKey
 
 ALGORITHM = "EdDSA"
 ENCRYPTION_PURPOSE = "signing-keys"
+# How long whoever fetches the JWKS may keep it. Short: a verifier that meets an unknown kid
+# fetches again anyway (PyJWKClient does), and a shared cache in front of it must not hide a
+# new key for long.
+JWKS_MAX_AGE = 300
 
 
 class SigningKeyError(RuntimeError):
@@ -93,8 +101,15 @@ def retention() -> timedelta:
     )
 
 
+def publish_ahead() -> timedelta:
+    """How long a rotated-in key is published before it signs: a process serves the JWKS it
+    loaded for up to SIGNING_KEY_CACHE_SECONDS, and whoever fetched it keeps it for its
+    max-age."""
+    return timedelta(seconds=JWKS_MAX_AGE + current_app.config["SIGNING_KEY_CACHE_SECONDS"])
+
+
 def published_until(key: SigningKey) -> datetime | None:
-    """None for the current key, which is published for as long as it is current."""
+    """None for the newest key, which has no retirement date yet."""
     return None if key.retired_at is None else key.retired_at + retention()
 
 
@@ -107,22 +122,32 @@ def live_keys(session: Session) -> list[SigningKey]:
     return list(session.scalars(statement))
 
 
-# The current key: the unretired one of the algorithm in use. `is_current` says the same of a
-# loaded key.
-CURRENT = sa.and_(SigningKey.alg == ALGORITHM, SigningKey.retired_at.is_(None))
+def signs_at(key: SigningKey, moment: datetime) -> bool:
+    """Whether `key` signs at `moment`: of the algorithm in use, past its `signs_from`, not
+    yet retired. `signing_at` says the same in SQL."""
+    return (
+        key.alg == ALGORITHM
+        and key.signs_from <= moment
+        and (key.retired_at is None or moment < key.retired_at)
+    )
 
 
-def is_current(key: SigningKey) -> bool:
-    return key.alg == ALGORITHM and key.retired_at is None
+def signing_at(moment: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        SigningKey.alg == ALGORITHM,
+        SigningKey.signs_from <= moment,
+        sa.or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > moment),
+    )
 
 
 def current_key(session: Session) -> SigningKey | None:
-    return session.scalar(sa.select(SigningKey).where(CURRENT))
+    """The key that signs now."""
+    statement = sa.select(SigningKey).where(signing_at(utcnow()))
+    return session.scalar(statement.order_by(SigningKey.signs_from.desc()).limit(1))
 
 
 def ensure_key() -> SigningKey | None:
-    """Create a current key if there is none that can sign; return it, or None when one was
-    there.
+    """Create a key that signs at once if none signs now; return it, or None when one does.
 
     A current key whose private part SECRET_KEY cannot decrypt (the secret was changed, or a
     development database outlived its checkout's `instance/`) cannot sign: it is retired,
@@ -134,10 +159,7 @@ def ensure_key() -> SigningKey | None:
         if current is not None and _can_sign(current):
             session.commit()
             return None
-        if current is not None:
-            current.retired_at = utcnow()
-        key = new_signing_key()
-        session.add(key)
+        key = _rotate_in(session, signs_from=utcnow())
         try:
             session.commit()
         except IntegrityError:
@@ -145,13 +167,14 @@ def ensure_key() -> SigningKey | None:
         return key
 
 
-def rotate_key() -> SigningKey:
-    """Retire the current key and make a new one current, in one transaction."""
+def rotate_key(at_once: bool = False) -> SigningKey:
+    """Make a new key, published at once, that signs once every cache that may hold a JWKS
+    without it has expired (`publish_ahead`), or at once (`at_once`: the current key is
+    compromised, whatever it costs the services holding such a JWKS). One transaction."""
+    now = utcnow()
     with _own_session() as session:
         _drop_expired_keys(session)
-        session.execute(sa.update(SigningKey).where(CURRENT).values(retired_at=utcnow()))
-        key = new_signing_key()
-        session.add(key)
+        key = _rotate_in(session, signs_from=now if at_once else now + publish_ahead())
         try:
             session.commit()
         except IntegrityError as exc:
@@ -159,6 +182,26 @@ def rotate_key() -> SigningKey:
                 "Another rotation ran at the same moment; see `flask keys list`."
             ) from exc
         return key
+
+
+def _rotate_in(session: Session, signs_from: datetime) -> SigningKey:
+    """A new key that signs from `signs_from`: the key signing now retires at that moment,
+    and one still waiting to sign is withdrawn, having signed nothing."""
+    now = utcnow()
+    of_ours = SigningKey.alg == ALGORITHM
+    still_signing = sa.or_(SigningKey.retired_at.is_(None), SigningKey.retired_at > now)
+    # One rotation at a time (on PostgreSQL): a second one waits here until the first has
+    # committed, then replaces its key as a rotation run after it would. The unique index
+    # stops what slips past, such as two first keys.
+    session.execute(sa.select(SigningKey.kid).where(of_ours, still_signing).with_for_update())
+    session.execute(sa.delete(SigningKey).where(of_ours, SigningKey.signs_from > now))
+    session.execute(
+        sa.update(SigningKey).where(of_ours, still_signing).values(retired_at=signs_from)
+    )
+    key = new_signing_key()
+    key.signs_from = signs_from
+    session.add(key)
+    return key
 
 
 def all_keys() -> list[SigningKey]:

@@ -1,7 +1,7 @@
 """security events: what happened to each account
 
-Revision ID: 0005_security_events
-Revises: 0004_signing_keys
+Revision ID: 0007_security_events
+Revises: 0006_email_outbox_failed
 Create Date: 2026-12-06 11:00:00.000000
 
 """
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision = '0005_security_events'
-down_revision = '0004_signing_keys'
+revision = '0007_security_events'
+down_revision = '0006_email_outbox_failed'
 branch_labels = None
 depends_on = None
 
