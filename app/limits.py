@@ -1,7 +1,7 @@
 """Rate limits: whom a limit counts (the client address, the account an email names, the
 caller), the one decorator that applies an endpoint's limits and documents its 429, and the
-guards of the password checks (login, password change) and of the emails a stranger can
-make us send (activation resend, password reset).
+guards of the password checks (login, password change), of the emails a stranger can make
+us send (activation resend, password reset) and of the notices an account is sent.
 
 Every count is taken before the work it limits, atomically, in a moving window (Redis in
 production): of thirty concurrent attempts against a limit of five, five are let through.
@@ -27,9 +27,16 @@ from typing import Any, TypeVar, cast
 import flask_smorest
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
-from limits import RateLimitItem, RateLimitItemPerDay, RateLimitItemPerHour, parse_many
+from limits import (
+    RateLimitItem,
+    RateLimitItemPerDay,
+    RateLimitItemPerHour,
+    RateLimitItemPerMinute,
+    parse_many,
+)
 from limits.storage import MovingWindowSupport, Storage
 from marshmallow import ValidationError
+from redis.exceptions import RedisError
 
 from app.auth.guards import current_caller
 from app.errors import InvalidInput, PermissionDenied, TooManyAttempts
@@ -49,6 +56,9 @@ LOGIN_DELAYED_FAILURES = RateLimitItemPerHour(7)
 KNOWN_ADDRESS = RateLimitItemPerDay(1, 30)
 PASSWORD_CHANGE_FAILURES = parse_many("5/minute;20/hour")
 EMAILS_PER_ACCOUNT = RateLimitItemPerHour(3)
+# Notices tell the owner that something changed: the first says it, more of the same kind
+# within minutes say nothing new and let whoever makes the changes flood the mailbox.
+NOTICE_INTERVAL = RateLimitItemPerMinute(1, 5)
 
 
 def client_address() -> str:
@@ -242,3 +252,16 @@ def may_email(kind: str, email: str) -> bool:
     return limiter.limiter.hit(
         EMAILS_PER_ACCOUNT, *_ids(f"emails-{kind}", account_key(email) or "")
     )
+
+
+def may_notify(kind: str, account_id: int) -> bool:
+    """Whether the account may be sent one more notice of this kind (say "password-changed")
+    now: one per NOTICE_INTERVAL. The change it tells of happens either way."""
+    if not limiter.enabled:
+        return True
+    try:
+        return limiter.limiter.hit(NOTICE_INTERVAL, *_ids(f"notice-{kind}", str(account_id)))
+    except RedisError:
+        # Redis away and not yet noticed by the limiter (a CLI command, an endpoint without a
+        # limit of its own): one notice too many rather than none, and the change goes on.
+        return True

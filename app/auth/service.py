@@ -27,7 +27,7 @@ from app.errors import (
     WrongPassword,
 )
 from app.jobs.outbox import queue_email
-from app.limits import may_email
+from app.limits import may_email, may_notify
 from app.log import audit
 from app.models import (
     ActivationToken,
@@ -267,7 +267,8 @@ def reset_password(secret: str, new_password: str) -> None:
 
 
 def set_password(user: User, new_password: str, field: str) -> None:
-    """Set a new password: strength rule, every session ended, no reset link left, a notice."""
+    """Set a new password: strength rule, every session ended, no reset link left, a notice
+    (unless one was sent in the last few minutes)."""
     if passwords.verify_password(user.password_hash, new_password):
         raise InvalidInput(
             "The new password must differ from the current one.",
@@ -277,6 +278,7 @@ def set_password(user: User, new_password: str, field: str) -> None:
     user.password_hash = passwords.hash_password(new_password)
     tokens.revoke_user_sessions(user.id)
     tokens.drop_email_tokens(user.id, PasswordResetToken)
-    _queue_email(
-        user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
-    )
+    if may_notify("password-changed", user.id):
+        _queue_email(
+            user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
+        )
