@@ -6,6 +6,7 @@ building a response. Emails are recorded in the outbox, in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,8 +28,9 @@ from app.errors import (
     WrongPassword,
 )
 from app.jobs.outbox import queue_email
+from app.jobs.queue import dispatch
 from app.limits import may_email, may_notify
-from app.log import audit
+from app.log import audit, request_ip
 from app.models import (
     ActivationToken,
     GroupName,
@@ -119,8 +121,26 @@ def activate(secret: str) -> None:
     audit("user_activated", user_id=user.id)
 
 
+def _look_up_later(job: Callable[[str, str | None], None], email: str) -> None:
+    """Hand the address to `job`, and do nothing else: the request's work is the same for
+    every address, so neither its answer nor its time tells whether an account exists or
+    in which state it is (active, never activated, deactivated). The job looks the account
+    up and records what its state calls for in the outbox.
+
+    With REDIS_URL the job is an RQ job that carries the address and the requester's (for
+    the log line), never a link. If Redis cannot take it, nothing was promised: the answer
+    is the same 202, and the person asks again. Without REDIS_URL (the embedded default)
+    the job runs in-process before the answer, and the time is not the same."""
+    dispatch(job, email, request_ip())
+
+
 def resend_activation(email: str) -> None:
-    """Same answer whatever the email; only a never-activated account gets a new link."""
+    """Same answer and same work whatever the email; `send_activation_again` decides."""
+    _look_up_later(send_activation_again, email)
+
+
+def send_activation_again(email: str, ip: str | None) -> None:
+    """The job of resend: only a never-activated account gets a new link."""
     user = find_user_by_email(email)
     if user is None or user.is_active or user.deactivated_at is not None:
         return
@@ -128,7 +148,7 @@ def resend_activation(email: str) -> None:
         return  # the newest of the links already sent still works
     _queue_activation_email(user, template="activation_resend")
     db.session.commit()
-    audit("activation_resent", user_id=user.id)
+    audit("activation_resent", user_id=user.id, ip=ip)
 
 
 def login(email: str, password: str) -> dict[str, Any]:
@@ -232,9 +252,14 @@ def change_password(user: User, old_password: str, new_password: str) -> None:
 
 
 def forgot_password(email: str) -> None:
-    """Same answer whatever the email. An active account gets a reset link, and so does one
-    never activated: the link proves the mailbox, so using it activates the account too.
-    An account an admin deactivated gets nothing."""
+    """Same answer and same work whatever the email; `send_reset_link` decides."""
+    _look_up_later(send_reset_link, email)
+
+
+def send_reset_link(email: str, ip: str | None) -> None:
+    """The job of forgot. An active account gets a reset link, and so does one never
+    activated: the link proves the mailbox, so using it activates the account too. An
+    account an admin deactivated gets nothing."""
     user = find_user_by_email(email)
     if user is None or user.deactivated_at is not None:
         return
@@ -247,7 +272,7 @@ def forgot_password(email: str) -> None:
         user.email, "password_reset", "Reset your cinema password", link=link, lifetime=_hours(ttl)
     )
     db.session.commit()
-    audit("password_reset_requested", user_id=user.id)
+    audit("password_reset_requested", user_id=user.id, ip=ip)
 
 
 def reset_password(secret: str, new_password: str) -> None:
