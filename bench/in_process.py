@@ -1,5 +1,6 @@
 """What the benchmark does in its own process with the app's code: seeding users and tokens,
-filling the token tables with expired rows, timing argon2 and the strength check.
+filling the token tables with expired rows, timing argon2 and the strength check, and
+watching the job queue.
 
 This is the only bench module that imports `app`, so an app refactor (for instance `db`
 moving from `app.db` to `app.core.db`) is fixed here and nowhere else.
@@ -16,9 +17,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from flask import Flask
+from rq.registry import StartedJobRegistry
 
 from app import create_app
-from app.core.db import db
+from app.core.db import db, utcnow
+from app.courier.queue import get_queue
 from app.identity.models import GroupName, User, UserGroup, UserProfile
 from app.passwords.hashing import hash_password, verify_password
 from app.passwords.strength import check_password_strength
@@ -27,6 +30,9 @@ from bench.common import BenchError
 
 BENCH_PASSWORD = "orbit lantern quietly seventeen"  # one strong password for the seeded users
 USER_EMAIL = "bench-{}@example.com"
+# One address per state forgot and resend must not tell apart; "unknown" has no account.
+STATE_EMAIL = "bench-state-{}@example.com"
+ACCOUNT_STATES = ("active", "pending", "deactivated", "unknown")
 
 
 def make_app(env: dict[str, str]) -> Flask:
@@ -189,3 +195,32 @@ def time_strength_check(rounds: int = 7) -> float:
         check_password_strength(password, "bench@example.com")
         timings.append(time.perf_counter() - started)
     return statistics.median(timings)
+
+
+def seed_account_states(app: Flask) -> dict[str, str]:
+    """An active, a never-activated and an admin-deactivated account; returns the address of
+    each state, "unknown" included (an address with no account)."""
+    with app.app_context():
+        group = db.session.scalar(sa.select(UserGroup).where(UserGroup.name == GroupName.USER))
+        password_hash = hash_password(BENCH_PASSWORD)
+        for state in ("active", "pending", "deactivated"):
+            db.session.add(
+                User(
+                    email=STATE_EMAIL.format(state),
+                    password_hash=password_hash,
+                    is_active=state == "active",
+                    deactivated_at=utcnow() if state == "deactivated" else None,
+                    group=group,
+                    profile=UserProfile(),
+                )
+            )
+        db.session.commit()
+        db.session.remove()
+    return {state: STATE_EMAIL.format(state) for state in ACCOUNT_STATES}
+
+
+def jobs_idle(app: Flask) -> bool:
+    """No job waits in the service's queue and none is running."""
+    with app.app_context():
+        queue = get_queue(app)
+        return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0

@@ -1,16 +1,17 @@
-"""Drive load and read what it cost: wrk runs with the CPU they used, and registrations
-followed to their activation email."""
+"""Drive load and read what it cost: wrk runs with the CPU they used, registrations
+followed to their activation email, and forgot and resend timed per account state."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import json
+import random
 import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -336,3 +337,95 @@ def measure_cleanup(
     )
     log(f"  cleanup took {cleanup_s:.1f} s: {cleanup.output}")
     return before, during.result, cleanup
+
+
+# --- forgot and resend, per account state (issue 21, item 2) ---------------------------------
+
+# Each request and the account states it must not tell apart, in the order they are printed.
+STATE_REQUESTS = {
+    "/auth/password/forgot": ("active", "unknown", "deactivated", "pending"),
+    "/auth/activate/resend": ("pending", "unknown", "active"),
+}
+
+
+@dataclass
+class StateTimings:
+    samples: int
+    # path -> state -> the wall time of each request, seconds
+    seconds: dict[str, dict[str, list[float]]]
+
+    def median_ms(self, path: str, state: str) -> float:
+        return statistics.median(self.seconds[path][state]) * 1000
+
+    def quartiles_ms(self, path: str, state: str) -> tuple[float, float]:
+        q1, _, q3 = statistics.quantiles(self.seconds[path][state], n=4)
+        return q1 * 1000, q3 * 1000
+
+    def spread_ms(self, path: str) -> float:
+        """The largest difference between two states' medians."""
+        medians = [self.median_ms(path, state) for state in self.seconds[path]]
+        return max(medians) - min(medians)
+
+
+def _post_json(port: int, path: str, body: dict[str, str]) -> tuple[float, int]:
+    """One request on a new connection (gunicorn's sync workers close each one), timed as a
+    client sees it: from the connect to the last byte of the answer."""
+    started = time.perf_counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    return time.perf_counter() - started, response.status
+
+
+def _wait_until(idle: Callable[[], bool], timeout: float = 60, settle: float = 0.02) -> None:
+    """Until `idle()`, then `settle` seconds more: the work a job leaves behind (the work
+    horse's exit, PostgreSQL writing its commit) is over too."""
+    deadline = time.monotonic() + timeout
+    while not idle():
+        if time.monotonic() > deadline:
+            raise BenchError(f"the RQ worker was still busy after {timeout:g} s")
+        time.sleep(0.005)
+    time.sleep(settle)
+
+
+def time_account_states(
+    port: int,
+    emails: dict[str, str],
+    jobs_idle: Callable[[], bool],
+    smtp: ArrivalHandler,
+    samples: int = 30,
+    warm_up: int = 3,
+) -> StateTimings:
+    """Time forgot and resend for each account state, `samples` times each, interleaved: each
+    round sends every (request, state) once, in an order shuffled anew (with a fixed seed).
+    Before each request the worker is let finish the previous one's job, which by design
+    does more for some states (a link, an email): the time measured is the request's own,
+    not the worker's CPU competing with it on the same machine."""
+    kinds = [(path, state) for path, states in STATE_REQUESTS.items() for state in states]
+    timings: dict[str, dict[str, list[float]]] = {
+        path: {state: [] for state in states} for path, states in STATE_REQUESTS.items()
+    }
+    order = random.Random(21)
+    log(f"forgot and resend by account state: {samples} interleaved samples of {len(kinds)}")
+    for round_ in range(warm_up + samples):
+        order.shuffle(kinds)
+        for path, state in kinds:
+            _wait_until(jobs_idle)
+            seconds, status = _post_json(port, path, {"email": emails[state]})
+            if status != 202:
+                raise BenchError(f"POST {path} for the {state} account answered {status}")
+            if round_ >= warm_up:
+                timings[path][state].append(seconds)
+    _wait_until(jobs_idle)  # an email's job ends once the SMTP server has taken it
+    # The requests did what they promise: emails for the accounts that call for one only.
+    for state in ("active", "pending"):
+        if smtp.first_arrival(emails[state]) is None:
+            raise BenchError(f"no email reached the {state} account: the jobs did not run")
+    for state in ("unknown", "deactivated"):
+        if smtp.first_arrival(emails[state]) is not None:
+            raise BenchError(f"an email reached the {state} address")
+    return StateTimings(samples, timings)

@@ -27,18 +27,20 @@ from bench import in_process, report
 from bench.common import BIN, BenchError, log
 from bench.cpu import CpuProbe
 from bench.measure import (
+    StateTimings,
     WrkRun,
     check_same_caller,
     measure_cleanup,
     register_load,
     run_interleaved,
+    time_account_states,
     time_cli_start,
 )
 from bench.stack import Stack, Started, start_stack
 
 
-def check_tools() -> None:
-    if shutil.which("wrk") is None:
+def check_tools(need_wrk: bool = True) -> None:
+    if need_wrk and shutil.which("wrk") is None:
         raise BenchError(
             "wrk is not installed. On Debian or Ubuntu: `sudo apt-get install -y wrk` "
             "(https://github.com/wg/wrk), then run `make bench` again."
@@ -80,9 +82,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         help="the Redis database to use, if empty (default: the first empty one of 1-14)",
     )
+    parser.add_argument(
+        "--state-samples",
+        type=int,
+        default=30,
+        help="forgot and resend requests timed per account state",
+    )
+    parser.add_argument(
+        "--account-states-only",
+        action="store_true",
+        help="measure only forgot and resend by account state (needs no wrk)",
+    )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser.parse_args(argv)
+
+
+def measure_account_states(started: Started, app: Flask, samples: int) -> StateTimings:
+    """Forgot and resend for an active, a pending, a deactivated and an unknown address."""
+    emails = in_process.seed_account_states(app)
+    timings = time_account_states(
+        started.service.port, emails, lambda: in_process.jobs_idle(app), started.smtp, samples
+    )
+    for path in timings.seconds:
+        log(f"  POST {path}: medians differ by {timings.spread_ms(path):.2f} ms at most")
+    return timings
 
 
 def measure(
@@ -103,6 +127,8 @@ def measure(
     service, floor = started.service, started.floor
     access_token = seeded.access_file.read_text().split("\n", 1)[0]
     check_same_caller(service, floor, access_token)
+    # Before any load, on the quiet stack: the figure is a difference of a millisecond.
+    account_states = measure_account_states(started, app, args.state_samples)
 
     c, w = args.connections, args.workers
     tokens, logins = (seeded.access_file,), (seeded.login_file,)
@@ -172,6 +198,7 @@ def measure(
             "reg_rate": args.reg_rate,
             "reg_seconds": args.reg_seconds,
             "expired_tokens": args.expired_tokens,
+            "state_samples": args.state_samples,
         },
         loads=loads,
         argon2_s=argon2.wall_s,
@@ -180,6 +207,7 @@ def measure(
         cli_start_s=cli_start_s,
         registration=registration,
         cleanup=cleanup,
+        account_states=account_states,
     )
 
 
@@ -209,7 +237,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        check_tools()
+        check_tools(need_wrk=not args.account_states_only)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -224,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         started = start_stack(stack, args.workers, args.redis_url, args.redis_db)
         app = in_process.make_app(started.seed_env)
+        if args.account_states_only:
+            machine = report.machine_description()
+            timings = measure_account_states(started, app, args.state_samples)
+            goals = report.account_state_targets(timings)
+            print("\nMachine: " + ", ".join(f"{k} {v}" for k, v in machine.items()))
+            print(report.render_account_states(timings), report.render_targets(goals), sep="\n")
+            failed = False
+            return 0 if all(t.passed for t in goals) else 1
         probe = CpuProbe(args.pg_admin_url, stack.database)
         figures = measure(args, started, app, probe, log_dir)
         goals = report.targets(figures)

@@ -28,6 +28,7 @@ from redis import Redis
 
 from app import create_app
 from app.core.db import db
+from app.core.extensions import limiter
 from app.identity.users import seed_groups
 from app.keys.service import ensure_key
 from app.passwords import hashing
@@ -163,6 +164,11 @@ def app_factory(
     apps: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
+        # The limiter is one object for every app of this process, and keeps flask-limiter's
+        # "storage down, count in memory" state through init_app: an app built after one that
+        # met a dead Redis would count in memory, then switch to Redis mid-test. Each app
+        # starts as a new process does.
+        limiter._storage_dead = False
         app = make_app(database_url, tmp_path, smtp_server.port, **overrides)
         apps.append(app)
         return app

@@ -41,9 +41,14 @@ def configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
+def request_ip() -> str | None:
+    """The address of the client of the current request, or None outside a request."""
+    return request.remote_addr if has_request_context() else None
+
+
 def audit(event: str, **fields: Any) -> None:
     if has_request_context():
-        fields.setdefault("ip", request.remote_addr)
+        fields.setdefault("ip", request_ip())
     audit_log.info(event, extra=fields)
 
 

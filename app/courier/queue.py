@@ -59,7 +59,8 @@ def get_queue(app: Flask | None = None) -> Queue:
 
 def dispatch(func: Callable[..., Any], *args: Any, job_id: str | None = None) -> None:
     """Run or enqueue one job now. An unreachable queue is logged, not raised: the
-    request's work is already committed, and the outbox sweep dispatches the email again."""
+    request's work is already committed, and the outbox sweep dispatches the email again
+    (a forgot or resend request committed nothing: its answer promised nothing either)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     if app.config["REDIS_URL"]:
         try:

@@ -1,14 +1,18 @@
-"""How many emails a stranger can make us send one account: the quota of the emailed links
-(activation resend, password reset) that anyone may ask for."""
+"""How many emails one account is sent: the quota of the emailed links a stranger may ask for
+(activation resend, password reset), and the cap on notices of one kind."""
 
 from __future__ import annotations
 
-from limits import RateLimitItemPerHour
+from limits import RateLimitItemPerHour, RateLimitItemPerMinute
+from redis.exceptions import RedisError
 
 from app.core.extensions import limiter
 from app.web.limits import account_key, limit_ids
 
 EMAILS_PER_ACCOUNT = RateLimitItemPerHour(3)
+# Notices tell the owner that something changed: the first says it, more of the same kind
+# within minutes say nothing new and let whoever makes the changes flood the mailbox.
+NOTICE_INTERVAL = RateLimitItemPerMinute(1, 5)
 
 
 def email_quota_allows(kind: str, email: str) -> bool:
@@ -19,3 +23,16 @@ def email_quota_allows(kind: str, email: str) -> bool:
     return limiter.limiter.hit(
         EMAILS_PER_ACCOUNT, *limit_ids(f"emails-{kind}", account_key(email) or "")
     )
+
+
+def notice_quota_allows(kind: str, user_id: int) -> bool:
+    """Whether the account may be sent one more notice of this kind (say "password-changed")
+    now: one per NOTICE_INTERVAL. The change it tells of happens either way."""
+    if not limiter.enabled:
+        return True
+    try:
+        return limiter.limiter.hit(NOTICE_INTERVAL, *limit_ids(f"notice-{kind}", str(user_id)))
+    except RedisError:
+        # Redis away and not yet noticed by the limiter (a CLI command, an endpoint without a
+        # limit of its own): one notice too many rather than none, and the change goes on.
+        return True

@@ -19,6 +19,7 @@ from app.core.errors import (
 )
 from app.core.log import audit
 from app.courier.messages import queue_message
+from app.courier.quota import notice_quota_allows
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import User
@@ -79,7 +80,8 @@ def change_password(user: User, old_password: str, new_password: str) -> None:
 
 
 def set_password(user: User, new_password: str, field: str) -> None:
-    """Set a new password: strength rule, every login ended, no reset link left, a notice.
+    """Set a new password: strength rule, every login ended, no reset link left, a notice
+    (unless one was sent in the last few minutes).
     The caller commits; `field` names the body field a refusal points at."""
     if hashing.verify_password(user.password_hash, new_password):
         raise InvalidInput(
@@ -90,6 +92,7 @@ def set_password(user: User, new_password: str, field: str) -> None:
     user.password_hash = hashing.hash_password(new_password)
     end_all_logins(user.id)
     drop_email_tokens(user.id, PasswordResetToken)
-    queue_message(
-        user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
-    )
+    if notice_quota_allows("password-changed", user.id):
+        queue_message(
+            user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
+        )

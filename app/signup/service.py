@@ -7,14 +7,17 @@ a response. Emails are recorded in the outbox, in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app.core.db import db
 from app.core.errors import Conflict, InvalidToken, NextStep
-from app.core.log import audit
+from app.core.log import audit, request_ip
 from app.courier.messages import hours, queue_message
+from app.courier.queue import dispatch
 from app.courier.quota import email_quota_allows
 from app.events.models import EventType
 from app.events.service import record_event
@@ -95,8 +98,26 @@ def activate(secret: str) -> None:
     audit("user_activated", user_id=user.id)
 
 
+def _look_up_later(job: Callable[[str, str | None], None], email: str) -> None:
+    """Hand the address to `job`, and do nothing else: the request's work is the same for
+    every address, so neither its answer nor its time tells whether an account exists or
+    in which state it is (active, never activated, deactivated). The job looks the account
+    up and records what its state calls for in the outbox.
+
+    With REDIS_URL the job is an RQ job that carries the address and the requester's (for
+    the log line), never a link. If Redis cannot take it, nothing was promised: the answer
+    is the same 202, and the person asks again. Without REDIS_URL (the embedded default)
+    the job runs in-process before the answer, and the time is not the same."""
+    dispatch(job, email, request_ip())
+
+
 def resend_activation(email: str) -> None:
-    """Same answer whatever the email; only a never-activated account gets a new link."""
+    """Same answer and same work whatever the email; `send_activation_again` decides."""
+    _look_up_later(send_activation_again, email)
+
+
+def send_activation_again(email: str, ip: str | None) -> None:
+    """The job of resend: only a never-activated account gets a new link."""
     user = find_user_by_email(email)
     if user is None or user.is_active or user.deactivated_at is not None:
         return
@@ -104,13 +125,18 @@ def resend_activation(email: str) -> None:
         return  # the newest of the links already sent still works
     _queue_activation_email(user, template="activation_resend")
     db.session.commit()
-    audit("activation_resent", user_id=user.id)
+    audit("activation_resent", user_id=user.id, ip=ip)
 
 
 def forgot_password(email: str) -> None:
-    """Same answer whatever the email. An active account gets a reset link, and so does one
-    never activated: the link proves the mailbox, so using it activates the account too.
-    An account an admin deactivated gets nothing."""
+    """Same answer and same work whatever the email; `send_reset_link` decides."""
+    _look_up_later(send_reset_link, email)
+
+
+def send_reset_link(email: str, ip: str | None) -> None:
+    """The job of forgot. An active account gets a reset link, and so does one never
+    activated: the link proves the mailbox, so using it activates the account too. An
+    account an admin deactivated gets nothing."""
     user = find_user_by_email(email)
     if user is None or user.deactivated_at is not None:
         return
@@ -123,7 +149,7 @@ def forgot_password(email: str) -> None:
         user.email, "password_reset", "Reset your cinema password", link=link, lifetime=hours(ttl)
     )
     db.session.commit()
-    audit("password_reset_requested", user_id=user.id)
+    audit("password_reset_requested", user_id=user.id, ip=ip)
 
 
 def reset_password(secret: str, new_password: str) -> None:
