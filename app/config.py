@@ -46,6 +46,10 @@ DEV_SECRETS_FILE = "dev-secrets.json"
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
 # app/, wherever a process is started from.
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
+# The contract's PUBLIC_BASE_URL: gunicorn's default bind, as a browser on this machine names it.
+DEFAULT_PUBLIC_BASE_URL = "http://localhost:8000"
+# Addresses gunicorn may bind that a browser on this machine reaches as localhost.
+LOCAL_HOSTS = frozenset({"0.0.0.0", "127.0.0.1", "[::]", "[::1]", "localhost"})  # noqa: S104
 # Seconds a request waits for Redis to connect, and then for each answer.
 REDIS_TIMEOUT = 1.0
 
@@ -115,6 +119,28 @@ def development_keys(instance: Path) -> dict[str, str]:
     return {name: keys[name] for name in SIGNING_KEYS}
 
 
+def default_public_base_url(app_env: str, env: dict[str, str]) -> str:
+    """The base of the emailed links when PUBLIC_BASE_URL is unset.
+
+    In development it is the server gunicorn serves (GUNICORN_BIND, as gunicorn.conf.py reads
+    it), so moving the port moves the links and the tokens' issuer with it; every process
+    reads the same variables, so the web process, the flask commands and the worker agree.
+    A wildcard or loopback address is reached as localhost; another address is the one the
+    other machines reach. Production keeps the contract's value: behind a reverse proxy the
+    bind says nothing of the address clients use."""
+    if app_env == "production":
+        return DEFAULT_PUBLIC_BASE_URL
+    bind = (env.get("GUNICORN_BIND") or "").strip()
+    if not bind or bind.startswith(("unix:", "fd://")):
+        return DEFAULT_PUBLIC_BASE_URL  # gunicorn's default bind, or no TCP port to name
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or (":" in host and not host.startswith("[")):
+        host, port = bind, "8000"  # no port: gunicorn serves its default, 8000
+    if host in LOCAL_HOSTS:
+        host = "localhost"
+    return f"http://{host}:{port}"
+
+
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings from `env`, or from the environment and `.env` when none is given."""
     if env is None:
@@ -149,7 +175,9 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # Seconds each SMTP operation may take (connect, greeting, every command).
         "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
         "MAIL_OUTBOX_DIR": str(instance / "outbox"),
-        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://localhost:8000").rstrip("/"),
+        "PUBLIC_BASE_URL": (
+            env.get("PUBLIC_BASE_URL") or default_public_base_url(app_env, env)
+        ).rstrip("/"),
         "ACTIVATION_TOKEN_TTL": _int(env, "ACTIVATION_TOKEN_TTL", 86400),
         "PASSWORD_RESET_TOKEN_TTL": _int(env, "PASSWORD_RESET_TOKEN_TTL", 86400),
         "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
