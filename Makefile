@@ -35,9 +35,11 @@ lock: install
 # the embedded default: SQLite in instance/ (migrated, seeded, with a key that signs access
 # tokens), secret keys made once into
 # instance/dev-secrets.json, jobs in-process, emails printed and kept in instance/outbox/.
-# One process with threads, so the in-memory rate limits and the SQLite file are shared by
-# every request.
+# A PostgreSQL database that DATABASE_URL names and that does not exist yet is created first
+# (in development only). One process with threads, so the in-memory rate limits and the
+# SQLite file are shared by every request.
 run: install
+	$(BIN)/python -m app.createdb
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-groups
 	$(BIN)/flask keys ensure

@@ -14,10 +14,12 @@ import json
 import math
 import os
 import secrets
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 from redis.backoff import NoBackoff
@@ -324,12 +326,63 @@ def _refuse_unsafe_production(config: dict[str, Any]) -> None:
         raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
 
 
+def libpq_url(database_url: str) -> str:
+    """The SQLAlchemy URL of a PostgreSQL database as libpq (psycopg2.connect) reads it."""
+    return "postgresql://" + database_url.split("://", 1)[1]
+
+
+def missing_database(config: dict[str, Any]) -> str | None:
+    """The name of the PostgreSQL database DATABASE_URL names when the server answers that it
+    does not exist; None when it exists, is no PostgreSQL database, or the server does not
+    answer (an outage, which requests meet with a 503 until it is over)."""
+    url = str(config["SQLALCHEMY_DATABASE_URI"])
+    if not url.startswith("postgresql"):
+        return None
+    import psycopg2  # only here: most commands, and gunicorn's master, never connect
+
+    name = unquote(urlsplit(url).path.lstrip("/"))
+    try:
+        timeout = config["DATABASE_CONNECT_TIMEOUT"]
+        psycopg2.connect(libpq_url(url), connect_timeout=timeout).close()
+    except psycopg2.OperationalError as exc:
+        # The connection error carries no SQLSTATE, only the server's words.
+        if f'database "{name}" does not exist' in str(exc):
+            return name
+    return None
+
+
+def createdb_command(database_url: str, name: str) -> str:
+    """The `createdb` command that creates the database, without the password of the URL."""
+    parts = urlsplit(database_url)
+    command = ["createdb"]
+    if parts.hostname:
+        command += ["-h", parts.hostname]
+    if parts.port:
+        command += ["-p", str(parts.port)]
+    if parts.username:
+        command += ["-U", unquote(parts.username)]
+    return shlex.join([*command, name])
+
+
+def _refuse_missing_database(config: dict[str, Any]) -> None:
+    name = missing_database(config)
+    if name is None:
+        return
+    command = createdb_command(str(config["SQLALCHEMY_DATABASE_URI"]), name)
+    advice = f"create it with `{command}`"
+    if config["APP_ENV"] == "development":
+        advice += " (in development `make run` creates it)"
+    raise ConfigError(f'database "{name}" does not exist (DATABASE_URL): {advice}')
+
+
 def check_environment_or_exit() -> None:
     """Refuse a misconfiguration with one line on stderr and status 1, not a traceback.
 
     Called by gunicorn's master (gunicorn.conf.py) before it forks, since a worker that
-    fails at import is only restarted, and by `wsgi.py` for the flask commands."""
+    fails at import is only restarted, and by `wsgi.py` for the flask commands. A database
+    that was never created is refused here too: every command and every request would fail
+    on it."""
     try:
-        finalize_config(load_config(str(INSTANCE_DIR)))
+        _refuse_missing_database(finalize_config(load_config(str(INSTANCE_DIR))))
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -14,8 +15,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import sqlalchemy as sa
 
 from app import create_app
 from app.config import load_config
@@ -25,11 +28,15 @@ from app.users import seed_groups
 from tests.helpers import (
     BIN,
     PASSWORD,
+    PG_DATABASE,
+    PG_SERVER_URL,
     ROOT,
     Mailbox,
+    PostgresDatabases,
     SMTPServer,
     claims,
     free_port,
+    unavailable,
 )
 
 TIMEOUT = 120  # a bound for a process that starts; they take a few seconds
@@ -199,3 +206,112 @@ def test_public_base_url_in_development_is_derived_from_the_bind(
     tmp_path: Path, settings: dict[str, str], base_url: str
 ) -> None:
     assert load_config(str(tmp_path), env=settings)["PUBLIC_BASE_URL"] == base_url
+
+
+# --- 9: a database that does not exist ----------------------------------------------------
+
+
+def make(target: str, *variables: str) -> list[str]:
+    """`make <target>`. The virtual environment is the one running these tests: make must not
+    install it again, whatever the files' dates say (-o: take the stamp as up to date)."""
+    return ["make", "--no-print-directory", "-o", ".venv/.installed", target, *variables]
+
+
+@pytest.fixture
+def missing_database(postgres_databases: PostgresDatabases) -> tuple[str, str]:
+    """The name and URL (as the README writes it) of a database of this run's own that does
+    not exist; dropped at the end of the run if something created it."""
+    name = f"{PG_DATABASE}_missing_{secrets.token_hex(3)}"
+    server = sa.create_engine(f"{PG_SERVER_URL}/postgres", connect_args={"connect_timeout": 3})
+    try:
+        with server.connect() as conn:
+            exists = conn.scalar(
+                sa.text("SELECT count(*) FROM pg_database WHERE datname = :name"), {"name": name}
+            )
+    except sa.exc.OperationalError as exc:
+        unavailable("PostgreSQL", exc)
+    finally:
+        server.dispose()
+    assert exists == 0
+    postgres_databases.created.append(name)
+    url = f"{PG_SERVER_URL}/{name}".replace("postgresql+psycopg2://", "postgresql://", 1)
+    return name, url
+
+
+def assert_one_line_naming(result_stderr: str, name: str) -> None:
+    """One line: the database, and the command that creates it on that server."""
+    assert "Traceback" not in result_stderr, result_stderr[-3000:]
+    lines = [line for line in result_stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result_stderr[-3000:]
+    assert f'database "{name}" does not exist' in lines[0]
+    server = urlsplit(PG_SERVER_URL)  # by default postgres@127.0.0.1:5432
+    createdb = f"createdb -h {server.hostname} -p {server.port} -U {server.username} {name}"
+    assert f"create it with `{createdb}`" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("db", "upgrade"),
+        ("seed-groups",),
+        ("keys", "ensure"),
+        ("create-admin", "--email", "boss@example.com", "--password", PASSWORD),
+        ("cleanup-tokens",),
+    ],
+)
+def test_every_flask_command_on_a_database_not_created_says_so_in_one_line(
+    missing_database: tuple[str, str], command: tuple[str, ...]
+) -> None:
+    name, url = missing_database
+    result = subprocess.run(
+        [str(BIN / "flask"), "--app", "wsgi", *command],
+        cwd=ROOT,
+        env=operator_environment(DATABASE_URL=url),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert_one_line_naming(result.stderr, name)
+
+
+def test_gunicorn_on_a_database_not_created_stops_with_one_line(
+    missing_database: tuple[str, str], tmp_path: Path
+) -> None:
+    name, url = missing_database
+    gunicorn = subprocess.Popen(
+        [str(BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+        cwd=tmp_path,
+        env=operator_environment(
+            DATABASE_URL=url, GUNICORN_BIND=f"127.0.0.1:{free_port()}", PYTHONPATH=str(ROOT)
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, stderr = gunicorn.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        gunicorn.kill()
+        gunicorn.communicate()
+        pytest.fail("gunicorn started serving a database that does not exist")
+    assert gunicorn.returncode == 1
+    assert_one_line_naming(stderr, name)
+
+
+def test_make_run_creates_the_database_in_development(
+    missing_database: tuple[str, str], tmp_path: Path, processes: Callable[..., Any]
+) -> None:
+    """`DATABASE_URL=…/accounts make run`, as the README suggests, before any `createdb`."""
+    name, url = missing_database
+    port = free_port()
+    log = tmp_path / "make-run.log"
+    run = processes(
+        make("run"),
+        cwd=ROOT,
+        env=operator_environment(DATABASE_URL=url, GUNICORN_BIND=f"127.0.0.1:{port}"),
+        log=log,
+    )
+    # Ready: the database exists, is migrated to the head, and answers.
+    wait_until_it_answers(f"http://127.0.0.1:{port}/health/ready", run, log)
+    assert f'created the database "{name}"' in log.read_text()
