@@ -5,6 +5,7 @@ process, against real PostgreSQL and Redis, and checks what the operator then se
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import signal
@@ -19,11 +20,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import sqlalchemy as sa
+from flask import Flask
 
 from app import create_app
 from app.config import load_config
 from app.db import db
 from app.keys.service import ensure_key
+from app.log import JSONFormatter
 from app.users import seed_groups
 from tests.helpers import (
     BIN,
@@ -34,6 +37,7 @@ from tests.helpers import (
     Mailbox,
     PostgresDatabases,
     SMTPServer,
+    assert_problem,
     claims,
     free_port,
     unavailable,
@@ -315,3 +319,52 @@ def test_make_run_creates_the_database_in_development(
     # Ready: the database exists, is migrated to the head, and answers.
     wait_until_it_answers(f"http://127.0.0.1:{port}/health/ready", run, log)
     assert f'created the database "{name}"' in log.read_text()
+
+
+# --- 10: a database that answers but was never migrated -----------------------------------
+
+
+@pytest.fixture
+def unmigrated_app(
+    app_factory: Callable[..., Flask],
+    database_url: str,
+    tmp_path: Path,
+    make_postgres_database: Callable[[str], str],
+) -> Flask:
+    """An app on an empty database of the run's kind: it exists and answers, no table."""
+    app_factory()  # the first app built is the one whose database is emptied after the test
+    if database_url.startswith("sqlite"):
+        empty = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    else:
+        empty = make_postgres_database("unmigrated")
+    return app_factory(SQLALCHEMY_DATABASE_URI=empty)
+
+
+NOT_MIGRATED = (
+    "The service's database is not ready (its schema is not migrated); "
+    "retry after the time given in Retry-After."
+)
+
+
+def test_an_unmigrated_database_is_not_ready_rather_than_not_answering(
+    unmigrated_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = unmigrated_app.test_client()
+    caplog.set_level(logging.WARNING, logger="app")
+    credentials = {"email": "early@example.com", "password": PASSWORD}
+    for path in ("/auth/register", "/auth/login"):
+        response = client.post(path, json=credentials)
+        body = assert_problem(response, 503)
+        assert body["detail"] == NOT_MIGRATED, path
+        assert response.headers["Retry-After"] == "5"
+    logged = [
+        JSONFormatter().format(record)
+        for record in caplog.records
+        if record.getMessage().startswith("database_")
+    ]
+    assert len(logged) == 2, logged
+    for line in logged:
+        entry = json.loads(line)
+        assert entry["event"] == "database_not_migrated"
+        assert entry["action"] == "run `flask --app wsgi db upgrade`"
+        assert entry["reason"]  # the database's own words: the table it lacks
