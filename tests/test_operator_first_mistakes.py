@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import runpy
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -21,10 +23,14 @@ from urllib.parse import urlsplit
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from redis import Redis
+from rq import Queue
 
 from app import create_app
 from app.config import load_config
 from app.db import db
+from app.jobs.outbox import send_outbox_email
+from app.jobs.queue import QUEUE_NAME
 from app.keys.service import ensure_key
 from app.log import JSONFormatter
 from app.users import seed_groups
@@ -368,3 +374,82 @@ def test_an_unmigrated_database_is_not_ready_rather_than_not_answering(
         assert entry["event"] == "database_not_migrated"
         assert entry["action"] == "run `flask --app wsgi db upgrade`"
         assert entry["reason"]  # the database's own words: the table it lacks
+
+
+# --- 11: every process reads .env the same way -------------------------------------------
+
+
+def checkout_with_dotenv(tmp_path: Path, dotenv: str) -> Path:
+    """A checkout of the project of the operator's own, with their `.env`: `make` reads the
+    `.env` of the directory it runs in, and the tests must never write the repository's."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    ignore = shutil.ignore_patterns("__pycache__", "instance")
+    for name in ("app", "migrations"):
+        shutil.copytree(ROOT / name, checkout / name, ignore=ignore)
+    for name in ("Makefile", "wsgi.py", "gunicorn.conf.py", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(ROOT / name, checkout / name)
+    (checkout / ".venv").symlink_to(BIN.parent)
+    (checkout / ".env").write_text(dotenv)
+    return checkout
+
+
+def test_make_dashboard_watches_the_redis_named_in_dotenv(
+    tmp_path: Path, redis_url: str, processes: Callable[..., Any]
+) -> None:
+    Queue(QUEUE_NAME, connection=Redis.from_url(redis_url)).enqueue(send_outbox_email, 1)
+    checkout = checkout_with_dotenv(tmp_path, f"REDIS_URL={redis_url}\n")
+    port = free_port()
+    log = tmp_path / "dashboard.log"
+    dashboard = processes(
+        make("dashboard", f"DASHBOARD_PORT={port}"),
+        cwd=checkout,
+        env=operator_environment(dotenv=True),
+        log=log,
+    )
+    wait_until_it_answers(f"http://127.0.0.1:{port}/", dashboard, log)
+    status, page = get(f"http://127.0.0.1:{port}/0/data/queues.json")
+    assert status == 200, page
+    queues = {queue["name"]: queue["count"] for queue in json.loads(page)["queues"]}
+    assert queues.get(QUEUE_NAME) == 1, queues
+
+
+def test_make_run_starts_the_workers_web_concurrency_asks_for_in_dotenv(
+    tmp_path: Path, processes: Callable[..., Any]
+) -> None:
+    port = free_port()
+    checkout = checkout_with_dotenv(
+        tmp_path, f"GUNICORN_BIND=127.0.0.1:{port}\nWEB_CONCURRENCY=3\n"
+    )
+    log = tmp_path / "make-run.log"
+    run = processes(make("run"), cwd=checkout, env=operator_environment(dotenv=True), log=log)
+    wait_until_it_answers(f"http://127.0.0.1:{port}/health", run, log)
+    deadline = time.monotonic() + TIMEOUT
+    while log.read_text().count("Booting worker with pid") < 3:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("settings", "workers", "threads"),
+    [
+        # Without Redis the rate limits are counted in each process's memory: one process,
+        # with threads, keeps a single count (what `make run` always did).
+        ({}, 1, 4),
+        ({"WEB_CONCURRENCY": "3"}, 3, 4),
+        ({"GUNICORN_THREADS": "2"}, 1, 2),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, None, 1),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0", "WEB_CONCURRENCY": "2"}, 2, 1),
+    ],
+)
+def test_gunicorns_workers_and_threads_by_default_and_when_asked(
+    monkeypatch: pytest.MonkeyPatch, settings: dict[str, str], workers: int | None, threads: int
+) -> None:
+    for name in ("REDIS_URL", "WEB_CONCURRENCY", "GUNICORN_THREADS", "APP_ENV", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    cores = len(os.sched_getaffinity(0))
+    assert conf["workers"] == (workers if workers is not None else min(2 * cores + 1, 8))
+    assert conf["threads"] == threads
