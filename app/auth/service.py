@@ -113,7 +113,7 @@ def _pending_account(email: str) -> User | None:
 def activate(secret: str) -> None:
     user = tokens.spend_email_token(ActivationToken, secret, RENEW_ACTIVATION)
     if user.deactivated_at is not None:
-        raise InvalidToken(f"This link is invalid or has already been used. {RENEW_ACTIVATION}")
+        raise InvalidToken(f"{tokens.UNUSABLE_LINK} {RENEW_ACTIVATION}")
     user.activate()
     db.session.commit()
     audit("user_activated", user_id=user.id)
@@ -253,7 +253,7 @@ def forgot_password(email: str) -> None:
 def reset_password(secret: str, new_password: str) -> None:
     user = tokens.spend_email_token(PasswordResetToken, secret, RENEW_RESET)
     if user.deactivated_at is not None:  # a link that outlived the deactivation (a race)
-        raise InvalidToken(f"This link is invalid or has already been used. {RENEW_RESET}")
+        raise InvalidToken(f"{tokens.UNUSABLE_LINK} {RENEW_RESET}")
     set_password(user, new_password, field="new_password")
     activates = not user.is_active
     if activates:

@@ -18,6 +18,10 @@ from app.models import ActivationToken, PasswordResetToken, RefreshToken, User, 
 
 EmailTokenModel = type[ActivationToken] | type[PasswordResetToken]
 
+# An unknown token may be mistyped, spent, or expired and deleted by the clean-up since:
+# the person who never used it must read that links expire.
+UNUSABLE_LINK = "This link is invalid, expired or already used."
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -50,12 +54,12 @@ def spend_email_token(model: EmailTokenModel, secret: str, how_to_renew: str) ->
     """Delete the token and return its user; unknown, spent and expired tokens are refused."""
     token = db.session.scalar(sa.select(model).where(model.token_hash == hash_token(secret)))
     if token is None:
-        raise InvalidToken(f"This link is invalid or has already been used. {how_to_renew}")
+        raise InvalidToken(f"{UNUSABLE_LINK} {how_to_renew}")
     if token.expires_at <= utcnow():
         raise InvalidToken(f"This link has expired. {how_to_renew}")
     # The delete decides: of two concurrent requests with one token, only one removes the row.
     if rows_changed(sa.delete(model).where(model.id == token.id)) != 1:
-        raise InvalidToken(f"This link is invalid or has already been used. {how_to_renew}")
+        raise InvalidToken(f"{UNUSABLE_LINK} {how_to_renew}")
     return token.user
 
 
