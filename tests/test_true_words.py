@@ -66,3 +66,14 @@ def test_a_spent_link_says_the_same(client: FlaskClient, accounts: Accounts) -> 
     assert client.post("/auth/activate", json={"token": token}).status_code == 200
     body = assert_problem(client.post("/auth/activate", json={"token": token}), 400)
     assert body["detail"].startswith(EXPIRED_OR_USED)
+
+
+# --- /docs ---------------------------------------------------------------------------------
+
+
+def test_docs_say_who_gets_a_reset_link(client: FlaskClient) -> None:
+    forgot = client.get("/openapi.json").json["paths"]["/auth/password/forgot"]["post"]
+    words = f"{forgot['summary']} {forgot.get('description', '')}"
+    assert "to an active account" not in words
+    assert "never activated" in words  # they get a link too, and using it activates them
+    assert "deactivated" in words  # an account an admin deactivated gets none
