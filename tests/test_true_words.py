@@ -3,6 +3,9 @@ per place they are read."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from datetime import timedelta
 
 import time_machine
@@ -10,7 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from app.models import utcnow
-from tests.helpers import Accounts, Mailbox, assert_problem
+from tests.helpers import ROOT, Accounts, Mailbox, assert_problem
 
 # --- the emailed links ---------------------------------------------------------------------
 
@@ -77,3 +80,57 @@ def test_docs_say_who_gets_a_reset_link(client: FlaskClient) -> None:
     assert "to an active account" not in words
     assert "never activated" in words  # they get a link too, and using it activates them
     assert "deactivated" in words  # an account an admin deactivated gets none
+
+
+# --- the manual ---------------------------------------------------------------------------
+
+README = (ROOT / "README.md").read_text()
+HISTORY = (
+    "the old 40-megapixel cap",
+    "Upgrading from the HS256 release",
+    'the old "20 an hour per email"',
+    "the old development constants",
+)
+
+
+def test_the_manual_describes_the_service_and_the_changelog_keeps_its_history() -> None:
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    for words in HISTORY:
+        assert words.lower() not in README.lower(), words
+    for subject in ("40-megapixel", "HS256", "20 an hour per email", "development constants"):
+        assert subject in changelog, subject
+    assert "CHANGELOG.md" in README
+
+
+def readme_tests_section() -> str:
+    return README.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
+
+
+def collected(*args: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    return {line for line in result.stdout.splitlines() if "::" in line}
+
+
+def test_the_manual_says_how_long_the_tests_take_and_how_to_run_the_sqlite_half() -> None:
+    section = readme_tests_section()
+    assert "about 5 minutes on 2 cores" in section
+    (expression,) = re.findall(r"`make test PYTEST_ARGS='-k ([^']+)'`", section)
+    selected = collected("-k", expression)
+    everything = collected()
+    sqlite_half = {test for test in everything if re.search(r"\[(.*-)?sqlite(-.*)?\]$", test)}
+    assert selected == sqlite_half
+    # The other half is the same tests on PostgreSQL.
+    assert {test.replace("[sqlite", "[postgresql", 1) for test in selected} <= everything
+
+
+def test_the_manual_says_a_non_root_user_gets_skips_instead_of_installs() -> None:
+    section = " ".join(readme_tests_section().split())
+    assert "Run as a user other than root, `make test` installs nothing" in section
+    assert "skipped, saying why" in section
