@@ -35,13 +35,17 @@ lock: install
 # the embedded default: SQLite in instance/ (migrated, seeded, with a key that signs access
 # tokens), secret keys made once into
 # instance/dev-secrets.json, jobs in-process, emails printed and kept in instance/outbox/.
-# One process with threads, so the in-memory rate limits and the SQLite file are shared by
-# every request.
+# A PostgreSQL database that DATABASE_URL names and that does not exist yet is created first
+# (in development only). gunicorn takes every setting from gunicorn.conf.py, as everywhere
+# else: without REDIS_URL one process with threads, so the in-memory rate limits and the
+# SQLite file are shared by every request; WEB_CONCURRENCY and GUNICORN_THREADS, from the
+# environment or .env, decide when set.
 run: install
+	$(BIN)/python -m app.core.createdb
 	$(BIN)/flask db upgrade
 	$(BIN)/flask seed-groups
 	$(BIN)/flask keys ensure
-	$(BIN)/gunicorn wsgi:app --workers 1 --threads 4
+	$(BIN)/gunicorn wsgi:app
 
 # The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server, S3 and chromium.
 test: install test-tools
@@ -73,10 +77,11 @@ worker: install
 scheduler: install
 	$(BIN)/flask rq scheduler
 
-# The RQ dashboard on http://127.0.0.1:9181 (no authentication, so never on 0.0.0.0 here).
+# The RQ dashboard on http://127.0.0.1:9181 (no authentication, so never on 0.0.0.0 here), of
+# the Redis the worker uses: REDIS_URL read as every process reads it, .env included.
 DASHBOARD_PORT ?= 9181
 dashboard: install
-	$(BIN)/rq-dashboard --bind 127.0.0.1 --port $(DASHBOARD_PORT) --redis-url $${REDIS_URL:-redis://127.0.0.1:6379/0}
+	$(BIN)/flask rq dashboard --port $(DASHBOARD_PORT)
 
 # Throughput and latency figures against PostgreSQL, Redis, gunicorn, an RQ worker and an SMTP
 # server; needs wrk. It uses a database and a Redis database of its own and cleans up after

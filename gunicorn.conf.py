@@ -20,7 +20,16 @@ def _env_int(name: str, default: int) -> int:
     return int(raw) if raw.strip() else default
 
 
+# Without Redis the rate limits are counted in each process's memory (and the embedded default
+# writes one SQLite file): one process with threads keeps a single count, as `make run`, which
+# starts gunicorn with these settings, always served it. WEB_CONCURRENCY and GUNICORN_THREADS
+# still decide when set.
+_shared_state_in_memory = not os.environ.get("REDIS_URL")
+
+
 def _default_workers() -> int:
+    if _shared_state_in_memory:
+        return 1
     # Gunicorn's rule of thumb for sync workers is 2 x cores + 1. The affinity mask counts only
     # the CPUs this process may run on (a cpuset-limited container sees its own share), and the
     # cap keeps a many-core host from opening more database connections than PostgreSQL allows.
@@ -35,7 +44,7 @@ def _default_workers() -> int:
 _production = os.environ.get("APP_ENV", "").strip() == "production"
 bind = os.environ.get("GUNICORN_BIND") or ("0.0.0.0:8000" if _production else "127.0.0.1:8000")
 workers = _env_int("WEB_CONCURRENCY", _default_workers())
-threads = _env_int("GUNICORN_THREADS", 1)
+threads = _env_int("GUNICORN_THREADS", 4 if _shared_state_in_memory else 1)
 
 # Argon2 hashing and an avatar upload are the slowest legitimate requests and take well under
 # a second; a worker silent for this long is stuck, so it is killed and replaced.

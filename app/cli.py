@@ -23,7 +23,7 @@ from app.passwords.strength import check_password_strength
 from app.periodic.cleanup import delete_expired_tokens
 from app.web.schemas import NormalisedEmail
 
-rq_cli = AppGroup("rq", help="Run the RQ worker or scheduler of this service.")
+rq_cli = AppGroup("rq", help="Run the RQ worker, scheduler or dashboard of this service.")
 
 
 @click.command("seed-groups")
@@ -99,7 +99,9 @@ def _app_with_redis() -> Flask:
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     if not app.config["REDIS_URL"]:
         # Without it the queue would be redis://localhost by accident, or a traceback.
-        raise click.UsageError("REDIS_URL is not set: the worker and scheduler need Redis.")
+        raise click.UsageError(
+            "REDIS_URL is not set: the worker, scheduler and dashboard need Redis."
+        )
     return app
 
 
@@ -128,6 +130,27 @@ def rq_scheduler_command(burst: bool) -> None:
             state = "scheduled" if periodic in registered else "already scheduled"
             click.echo(f"{periodic.what} {state} every {periodic.every} s")
     scheduler.run(burst=burst)
+
+
+@rq_cli.command("dashboard")
+@click.option("--port", default=9181, show_default=True, help="Port on 127.0.0.1.")
+def rq_dashboard_command(port: int) -> None:
+    """Serve the RQ dashboard of this service's Redis on http://127.0.0.1:PORT."""
+    # REDIS_URL as every process reads it (.env included): the worker's Redis, not a default.
+    redis_url = _app_with_redis().config["REDIS_URL"]
+    # Imported here: no other command needs them.
+    import rq_dashboard
+    from rq_dashboard.web import setup_rq_connection
+    from werkzeug.serving import run_simple
+
+    # rq-dashboard embedded as its README shows, served by the server its own command runs
+    # (whose app.run() refuses to start inside a flask command). On 127.0.0.1 only: the
+    # dashboard has no authentication.
+    dashboard = Flask("rq_dashboard")
+    dashboard.config["RQ_DASHBOARD_REDIS_URL"] = redis_url
+    setup_rq_connection(dashboard)
+    dashboard.register_blueprint(rq_dashboard.blueprint)
+    run_simple("127.0.0.1", port, dashboard, threaded=True)
 
 
 def register_cli(app: Flask) -> None:

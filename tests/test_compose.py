@@ -290,4 +290,10 @@ def test_every_setting_the_app_reads_reaches_the_compose_services(tmp_path: Path
     load_config(str(tmp_path), env=environment)
     passed = set(yaml.safe_load(COMPOSE_FILE.read_text())["x-app-env"])
     mailpit_needs_none = {"MAIL_USE_TLS", "MAIL_USE_SSL", "MAIL_USERNAME", "MAIL_PASSWORD"}
-    assert environment.asked - passed == mailpit_needs_none
+    # GUNICORN_BIND is read in development only, for a PUBLIC_BASE_URL left unset; compose
+    # runs production, which reads nothing x-app-env lacks, and passes PUBLIC_BASE_URL.
+    assert environment.asked - passed == mailpit_needs_none | {"GUNICORN_BIND"}
+    production = _ReadSettings()
+    production["APP_ENV"] = "production"
+    load_config(str(tmp_path), env=production)
+    assert production.asked - passed == mailpit_needs_none

@@ -10,9 +10,7 @@ working directory upwards, as the `flask` command finds it, with the real enviro
 
 from __future__ import annotations
 
-import json
 import os
-import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,9 +18,9 @@ from typing import Any
 from dotenv import find_dotenv, load_dotenv
 
 from app.core.connections import engine_options, redis_client_options
+from app.core.defaults import default_public_base_url, development_keys
 from app.core.production import SIGNING_KEYS, unsafe_production_settings
 
-DEV_SECRETS_FILE = "dev-secrets.json"
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
 # app/, wherever a process is started from.
 INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
@@ -70,30 +68,6 @@ def read_dotenv() -> None:
     path = find_dotenv(".env", usecwd=True)
     if path:
         load_dotenv(path, override=False, encoding="utf-8")
-
-
-def development_keys(instance: Path) -> dict[str, str]:
-    """The signing keys of the embedded default: random, made once per checkout and kept in
-    `instance/` (git ignores it, and only the owner may read it). A key written in the code
-    would be everyone's key: anyone who read the repository could decrypt the signing key
-    stored in a copy of the database, and so sign an admin token."""
-    path = instance / DEV_SECRETS_FILE
-    try:
-        keys = json.loads(path.read_text())
-    except (OSError, ValueError):
-        keys = {}
-    if not all(isinstance(keys.get(name), str) and keys[name] for name in SIGNING_KEYS):
-        keys = {name: secrets.token_urlsafe(48) for name in SIGNING_KEYS}
-        instance.mkdir(parents=True, exist_ok=True)
-        # Created 0600 and replaced atomically: two processes starting at once both end up
-        # with one of the complete files, never a half-written one.
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(keys, out)
-        os.replace(partial, path)
-        keys = json.loads(path.read_text())
-    return {name: keys[name] for name in SIGNING_KEYS}
 
 
 def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -149,7 +123,10 @@ def _mail_settings(env: dict[str, str], instance: Path) -> dict[str, Any]:
         # Seconds each SMTP operation may take (connect, greeting, every command).
         "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
         "MAIL_OUTBOX_DIR": str(instance / "outbox"),
-        "PUBLIC_BASE_URL": (env.get("PUBLIC_BASE_URL") or "http://localhost:8000").rstrip("/"),
+        "PUBLIC_BASE_URL": (
+            env.get("PUBLIC_BASE_URL")
+            or default_public_base_url(env.get("APP_ENV", "development"), env)
+        ).rstrip("/"),
     }
 
 
@@ -232,8 +209,15 @@ def check_environment_or_exit() -> None:
     """Refuse a misconfiguration with one line on stderr and status 1, not a traceback.
 
     Called by gunicorn's master (gunicorn.conf.py) before it forks, since a worker that
-    fails at import is only restarted, and by `wsgi.py` for the flask commands."""
+    fails at import is only restarted, and by `wsgi.py` for the flask commands. A database
+    that was never created is refused here too: every command and every request would fail
+    on it."""
     try:
-        derive_settings(load_config(str(INSTANCE_DIR)))
+        config = derive_settings(load_config(str(INSTANCE_DIR)))
     except ConfigError as exc:
         sys.exit(f"configuration error: {exc}")
+    from app.core.createdb import missing_database_problem  # psycopg2, only for this check
+
+    problem = missing_database_problem(config)
+    if problem:
+        sys.exit(f"configuration error: {problem}")

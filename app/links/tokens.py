@@ -16,7 +16,9 @@ from app.core.errors import InvalidToken
 from app.identity.models import User
 from app.links.models import ActivationToken, EmailTokenModel, PasswordResetToken
 
-INVALID_LINK = "This link is invalid or has already been used."
+# An unknown token may be mistyped, spent, or expired and deleted by the clean-up since:
+# the person who never used it must read that links expire.
+INVALID_LINK = "This link is invalid, expired or already used."
 
 
 def drop_email_tokens(user_id: int, *models: EmailTokenModel) -> None:

@@ -77,7 +77,11 @@ def resend_activation(body: dict[str, str]) -> dict[str, str]:
 @blp.arguments(schemas.EmailSchema)
 @blp.response(202, DetailSchema)
 def forgot_password(body: dict[str, str]) -> dict[str, str]:
-    """Email a reset link to an active account; the same answer whatever the email."""
+    """Email a reset link; the same answer whatever the email.
+
+    An active account gets one, and so does an account never activated (using the link
+    proves the address and activates it); an account an admin deactivated gets none.
+    """
     service.forgot_password(body["email"])
     return ACCEPTED
 

@@ -29,6 +29,11 @@ DATABASE_UNAVAILABLE = (
 )
 # A restart takes a few seconds; so does the wait for a hung server to be noticed.
 DATABASE_RETRY_AFTER = 5
+# A database that answers without the tables or columns the code reads: never migrated, or
+# behind the code. PostgreSQL's SQLSTATEs undefined_table and undefined_column; SQLite only
+# says it in words.
+UNDEFINED_TABLE_OR_COLUMN = {"42P01", "42703"}
+SQLITE_SCHEMA_MISSING = ("no such table", "no such column", "has no column named")
 
 
 # The next steps services name, in words: the endpoints are the web layer's to say.
@@ -119,15 +124,38 @@ def handle_domain_error(exc: DomainError) -> Response:
     return problem(exc.status, exc.title, detail, errors=exc.errors, headers=headers)
 
 
-def handle_database_unavailable(exc: Exception) -> Response:
-    # The driver's message names the failure (refused, closed, timed out) and, with
-    # hide_parameters, carries no bound value; the first line is enough for an operator.
+def schema_not_migrated(exc: Exception) -> bool:
+    cause = getattr(exc, "orig", None)
+    if getattr(cause, "pgcode", None) in UNDEFINED_TABLE_OR_COLUMN:
+        return True
+    return isinstance(exc, sa_exc.OperationalError) and any(
+        words in str(cause) for words in SQLITE_SCHEMA_MISSING
+    )
+
+
+def handle_database_error(exc: Exception) -> Response:
+    """A database that does not answer, or that answers without our schema: both are 503,
+    each said truly. Any other programming error is a bug, a 500."""
+    # The driver's message names the failure (refused, closed, timed out, the missing table)
+    # and, with hide_parameters, carries no bound value; the first line is enough.
     cause = getattr(exc, "orig", None) or exc
     reason = str(cause).strip().splitlines()
-    log.warning(
-        "database_unavailable",
-        extra={"error": type(cause).__name__, "reason": reason[0] if reason else ""},
-    )
+    fields = {"error": type(cause).__name__, "reason": reason[0] if reason else ""}
+    if schema_not_migrated(exc):
+        log.error(
+            "database_not_migrated",
+            extra={**fields, "action": "run `flask --app wsgi db upgrade`"},
+        )
+        return problem(
+            503,
+            "Service Unavailable",
+            "The service's database is not ready (its schema is not migrated); "
+            "retry after the time given in Retry-After.",
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
+        )
+    if isinstance(exc, sa_exc.ProgrammingError):
+        return handle_unexpected(exc)
+    log.warning("database_unavailable", extra=fields)
     return problem(
         503,
         "Service Unavailable",
@@ -144,6 +172,6 @@ def handle_unexpected(exc: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(DomainError, handle_domain_error)
-    for error in DATABASE_UNAVAILABLE:
-        app.register_error_handler(error, handle_database_unavailable)
+    for error in (*DATABASE_UNAVAILABLE, sa_exc.ProgrammingError):
+        app.register_error_handler(error, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

@@ -265,11 +265,14 @@ def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
     )
     loaded = set(python_printing_json(script))
     ours = sorted(name for name in loaded if name.startswith("app."))
-    # The settings (app.core.config and the two modules it reads) and the access log line.
+    # The settings (app.core.config, the modules it reads, the check that the database
+    # exists) and the access log line.
     assert ours == [
         "app.core",
         "app.core.config",
         "app.core.connections",
+        "app.core.createdb",
+        "app.core.defaults",
         "app.core.production",
         "app.web",
         "app.web.access_log",

@@ -30,7 +30,8 @@ from PIL import Image
 from redis import Redis
 
 from app import create_app
-from app.core.config import ConfigError, development_keys
+from app.core.config import ConfigError
+from app.core.defaults import development_keys
 from app.core.production import PUBLISHED_EXAMPLE_KEYS
 from app.web.bodies import MAX_JSON_BODY
 from app.web.problems import MAX_FIELD_ERRORS

@@ -201,7 +201,7 @@ class TestActivate:
         assert response.json == {"detail": "Your account is active; you can log in now."}
         accounts.login("fresh@example.com")
         body = assert_problem(activate(client, token), 400)  # spent
-        assert "invalid or has already been used" in body["detail"]
+        assert "invalid, expired or already used" in body["detail"]
         assert "/auth/activate/resend" in body["detail"]
 
     def test_unknown_token_is_400_saying_how_to_get_a_new_link(self, client: FlaskClient) -> None:
