@@ -86,7 +86,7 @@ def _pending_account(email: str) -> User | None:
 def activate(secret: str) -> None:
     """Spend an activation link: the account it was sent for becomes active. A link that
     outlived an admin's deactivation activates nothing."""
-    user = spend_email_token(ActivationToken, secret, NextStep.ASK_ACTIVATION_LINK)
+    user = spend_email_token(ActivationToken, secret, NextStep.ASK_ACTIVATION_LINK).user
     if user.deactivated_at is not None:
         raise InvalidToken(INVALID_LINK, next_step=NextStep.ASK_ACTIVATION_LINK)
     user.activate()
@@ -129,7 +129,7 @@ def forgot_password(email: str) -> None:
 def reset_password(secret: str, new_password: str) -> None:
     """Spend a reset link for a new password: every login ends, and nobody is signed in. A
     never-activated account is activated, since the link proved the mailbox."""
-    user = spend_email_token(PasswordResetToken, secret, NextStep.ASK_RESET_LINK)
+    user = spend_email_token(PasswordResetToken, secret, NextStep.ASK_RESET_LINK).user
     if user.deactivated_at is not None:  # a link that outlived the deactivation (a race)
         raise InvalidToken(INVALID_LINK, next_step=NextStep.ASK_RESET_LINK)
     set_password(user, new_password, field="new_password")
