@@ -129,8 +129,10 @@ def _asking_login() -> str | None:
 # The password is checked here: without a limit a stolen access token could guess it.
 @password_check_guarded
 def change_email(body: dict[str, str]) -> dict[str, str]:
-    """Ask to change the account's email: a confirmation link goes to the new address, a
-    notice without a link to the current one. A newer request kills the older link."""
+    """Ask to change the account's email; the change waits for the new address's link.
+
+    A confirmation link goes to the new address, a notice without a link to the current one;
+    a newer request kills the older link."""
     user = load_caller_user()
     service.request_email_change(user, body["new_email"], body["password"], _asking_login())
     return EMAIL_CHANGE_SENT
@@ -139,8 +141,7 @@ def change_email(body: dict[str, str]) -> dict[str, str]:
 @blp.route("/email/confirm", methods=["GET"])
 @blp.doc(**PAGE_DOC)
 def email_change_page() -> Response:
-    """The page the email-change link opens; its button POSTs the token. A GET spends
-    nothing."""
+    """The page the email-change link opens; its button POSTs the token. A GET spends nothing."""
     return html_page("pages/email_confirm.html", token=request.args.get("token", ""))
 
 
@@ -151,6 +152,7 @@ def email_change_page() -> Response:
 @blp.alt_response(400, description="Token unknown, spent or expired")
 @blp.alt_response(409, description="Another account took the address since the request")
 def confirm_email_change(body: dict[str, str]) -> Any:
-    """Spend an email-change link: the account's email becomes the new address and every
-    other login of the account ends."""
+    """Spend an email-change link: the account's email becomes the new address.
+
+    Every other login of the account ends; the one that asked for the change keeps going."""
     return service.confirm_email_change(body["token"])
