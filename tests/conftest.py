@@ -53,6 +53,7 @@ TABLES_CHILD_FIRST = [
     "security_events",
     "email_outbox",
     "refresh_tokens",
+    "email_change_tokens",
     "password_reset_tokens",
     "activation_tokens",
     "user_profiles",

@@ -44,6 +44,7 @@ class NextStep:
 
     ASK_ACTIVATION_LINK = "ask_activation_link"
     ASK_RESET_LINK = "ask_reset_link"
+    ASK_EMAIL_CHANGE_LINK = "ask_email_change_link"
 
 
 class InvalidInput(DomainError, status=422, title="Unprocessable Content"): ...

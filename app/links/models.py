@@ -13,7 +13,8 @@ from app.identity.models import User
 
 
 class _EmailToken:
-    """Activation and reset tokens: one per user, only the SHA-256 of the secret is stored."""
+    """The emailed links' tokens: one of each kind per user, only the SHA-256 of the secret
+    is stored."""
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
@@ -39,4 +40,16 @@ class PasswordResetToken(_EmailToken, db.Model):  # type: ignore[name-defined]
     user: Mapped[User] = relationship()
 
 
-EmailTokenModel = type[ActivationToken] | type[PasswordResetToken]
+class EmailChangeToken(_EmailToken, db.Model):  # type: ignore[name-defined]
+    """A pending email change: the link goes to `new_email`, and spending it makes that the
+    account's address. `family_id` is the login that asked, kept when the others end."""
+
+    __tablename__ = "email_change_tokens"
+
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    user: Mapped[User] = relationship()
+    new_email: Mapped[str] = mapped_column(sa.String(320))
+    family_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+EmailTokenModel = type[ActivationToken] | type[PasswordResetToken] | type[EmailChangeToken]

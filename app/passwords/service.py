@@ -24,7 +24,7 @@ from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import User
 from app.identity.users import find_user_by_email
-from app.links.models import PasswordResetToken
+from app.links.models import EmailChangeToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
 from app.passwords import hashing
 from app.passwords.strength import check_password_strength
@@ -80,9 +80,10 @@ def change_password(user: User, old_password: str, new_password: str) -> None:
 
 
 def set_password(user: User, new_password: str, field: str) -> None:
-    """Set a new password: strength rule, every login ended, no reset link left, a notice
-    (unless one was sent in the last few minutes).
-    The caller commits; `field` names the body field a refusal points at."""
+    """Set a new password: strength rule, every login ended, no reset link or pending email
+    change left (a new password is how an owner takes the account back), a notice (unless
+    one was sent in the last few minutes). The caller commits; `field` names the body field
+    a refusal points at."""
     if hashing.verify_password(user.password_hash, new_password):
         raise InvalidInput(
             "The new password must differ from the current one.",
@@ -91,7 +92,7 @@ def set_password(user: User, new_password: str, field: str) -> None:
     check_password_strength(new_password, user.email, field=field)
     user.password_hash = hashing.hash_password(new_password)
     end_all_logins(user.id)
-    drop_email_tokens(user.id, PasswordResetToken)
+    drop_email_tokens(user.id, PasswordResetToken, EmailChangeToken)
     if notice_quota_allows("password-changed", user.id):
         queue_message(
             user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()

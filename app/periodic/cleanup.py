@@ -16,8 +16,8 @@ log = logging.getLogger(__name__)
 def delete_expired_tokens(
     batch_size: int = DELETE_BATCH, pause_seconds: float = DELETE_PAUSE
 ) -> dict[str, int]:
-    """Delete expired activation, reset and refresh tokens and security events past their
-    retention; return how many of each. Safe to run twice at once (see
+    """Delete expired activation, reset, email-change and refresh tokens and security events
+    past their retention; return how many of each. Safe to run twice at once (see
     `app.core.db.delete_in_batches`)."""
     now = utcnow()
     counts = {

@@ -7,11 +7,15 @@ from typing import Any
 from flask import Response, request
 
 from app.identity.schemas import UserSchema
+from app.passwords.limits import password_check_guarded
 from app.passwords.schemas import CredentialsSchema
+from app.sessions.access_tokens import login_of_any_token
+from app.sessions.guard import authenticated, load_caller_user
 from app.signup import schemas, service
 from app.signup.pages import PAGE_DOC, html_page
 from app.web.blueprint import Blueprint
 from app.web.limits import rate_limited
+from app.web.requests import bearer_token
 from app.web.schemas import DetailSchema
 
 ACTIVATED = "Your account is active; you can log in now."
@@ -20,12 +24,12 @@ blp = Blueprint(
     "signup",
     __name__,
     url_prefix="/auth",
-    description="Registration, activation and password reset: the emailed links",
+    description="Registration, activation, password reset and email change: the emailed links",
 )
 
 # The unauthenticated token endpoints: a token cannot be guessed, but each request costs a
 # lookup (and a reset an argon2 hash), so one address gets only so many.
-EMAILED_LINK_LIMIT = "10/minute;60/hour"  # activate, reset: once per emailed link
+EMAILED_LINK_LIMIT = "10/minute;60/hour"  # activate, reset, confirm an email
 
 ACCEPTED = {"detail": "If the address belongs to an account that needs it, an email is on its way."}
 
@@ -105,3 +109,54 @@ def reset_page() -> Response:
 def reset_password(body: dict[str, str]) -> None:
     """Set a new password with a reset token; every session of the user ends."""
     service.reset_password(body["token"], body["new_password"])
+
+
+EMAIL_CHANGE_SENT = {
+    "detail": "A confirmation link is on its way to the new address; your email changes once"
+    " it is opened. The current address has been told."
+}
+
+
+def _asking_login() -> str | None:
+    # The guard has verified this token; its login is the one the change keeps.
+    login = login_of_any_token(bearer_token() or "")
+    return login[1] if login else None
+
+
+@blp.route("/email/change", methods=["POST"])
+@authenticated()
+@blp.arguments(schemas.EmailChangeSchema)
+@blp.response(202, DetailSchema)
+@blp.alt_response(400, description="Wrong password")
+@blp.alt_response(409, description="The address belongs to another account")
+@blp.alt_response(429, description="Too many wrong passwords, or 3 change emails this hour")
+# The password is checked here: without a limit a stolen access token could guess it.
+@password_check_guarded
+def change_email(body: dict[str, str]) -> dict[str, str]:
+    """Ask to change the account's email; the change waits for the new address's link.
+
+    A confirmation link goes to the new address, a notice without a link to the current one;
+    a newer request kills the older link."""
+    user = load_caller_user()
+    service.request_email_change(user, body["new_email"], body["password"], _asking_login())
+    return EMAIL_CHANGE_SENT
+
+
+@blp.route("/email/confirm", methods=["GET"])
+@blp.doc(**PAGE_DOC)
+def email_change_page() -> Response:
+    """The page the email-change link opens; its button POSTs the token. A GET spends nothing."""
+    return html_page("pages/email_confirm.html", token=request.args.get("token", ""))
+
+
+@blp.route("/email/confirm", methods=["POST"])
+@rate_limited(per_address=EMAILED_LINK_LIMIT)
+@blp.arguments(schemas.TokenSchema)
+@blp.response(200, UserSchema)
+@blp.alt_response(400, description="Token unknown, spent or expired")
+@blp.alt_response(409, description="Another account took the address since the request")
+def confirm_email_change(body: dict[str, str]) -> Any:
+    """Spend an email-change link: the account's email becomes the new address.
+
+    Every other login of the account ends; the one that asked for the change keeps going."""
+    return service.confirm_email_change(body["token"])

@@ -1,4 +1,5 @@
-"""Bodies of the emailed-link endpoints: an address to send a link to, a link's token."""
+"""Bodies of the emailed-link endpoints: an address to send a link to, a link's token, an
+email change."""
 
 from __future__ import annotations
 
@@ -19,3 +20,8 @@ class TokenSchema(Schema):
 class PasswordResetSchema(Schema):
     token = TokenString()
     new_password = Password()
+
+
+class EmailChangeSchema(Schema):
+    new_email = NormalisedEmail(required=True)
+    password = Password()

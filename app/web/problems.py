@@ -40,6 +40,9 @@ SQLITE_SCHEMA_MISSING = ("no such table", "no such column", "has no column named
 NEXT_STEPS = {
     NextStep.ASK_ACTIVATION_LINK: "Ask for a new activation link with POST /auth/activate/resend.",
     NextStep.ASK_RESET_LINK: "Ask for a new reset link with POST /auth/password/forgot.",
+    NextStep.ASK_EMAIL_CHANGE_LINK: (
+        "Sign in and ask for the change again with POST /auth/email/change."
+    ),
 }
 
 

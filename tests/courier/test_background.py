@@ -36,7 +36,7 @@ from app.courier.outbox import queue_email, send_outbox_email
 from app.courier.queue import QUEUE_NAME, RETRY_INTERVALS, get_queue
 from app.identity.models import GroupName, User, UserProfile
 from app.identity.users import get_group
-from app.links.models import ActivationToken, PasswordResetToken
+from app.links.models import ActivationToken, EmailChangeToken, PasswordResetToken
 from app.periodic.cleanup import delete_expired_tokens
 from app.periodic.scheduler import (
     CLEANUP_JOB_ID,
@@ -70,7 +70,8 @@ def fetch(app: Flask, job_id: str) -> Job:
 
 
 def make_tokens(app: Flask, *, expired: int, valid: int) -> None:
-    """`expired` + `valid` users, each with one activation, one reset and one refresh token."""
+    """`expired` + `valid` users, each with one activation, one reset, one email-change and
+    one refresh token."""
     now = datetime.now(UTC)
     with app.app_context():
         group = get_group(GroupName.USER)
@@ -92,6 +93,12 @@ def make_tokens(app: Flask, *, expired: int, valid: int) -> None:
                     PasswordResetToken(
                         user_id=user.id, token_hash=secrets.token_hex(32), expires_at=expires_at
                     ),
+                    EmailChangeToken(
+                        user_id=user.id,
+                        token_hash=secrets.token_hex(32),
+                        expires_at=expires_at,
+                        new_email=f"new{n}@example.com",
+                    ),
                     RefreshToken(
                         token_hash=secrets.token_hex(32),
                         user_id=user.id,
@@ -111,6 +118,7 @@ def token_counts(app: Flask) -> dict[str, tuple[int, int]]:
         for name, model in (
             ("activation", ActivationToken),
             ("password_reset", PasswordResetToken),
+            ("email_change", EmailChangeToken),
             ("refresh", RefreshToken),
         ):
             expired = db.session.scalar(
@@ -151,6 +159,7 @@ def test_worker_command_runs_jobs_in_forked_horses_with_the_app_context(
     assert cleanup.return_value() == {
         "activation": 2,
         "password_reset": 2,
+        "email_change": 2,
         "refresh": 2,
         "security_events": 0,
     }
@@ -335,6 +344,7 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
     assert job.return_value() == {
         "activation": 3,
         "password_reset": 3,
+        "email_change": 3,
         "refresh": 3,
         "security_events": 0,
     }
@@ -359,13 +369,20 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         finally:
             sa.event.remove(db.engine, "after_cursor_execute", count_deletes)
 
-    assert counts == {"activation": 7, "password_reset": 7, "refresh": 7, "security_events": 0}
+    assert counts == {
+        "activation": 7,
+        "password_reset": 7,
+        "email_change": 7,
+        "refresh": 7,
+        "security_events": 0,
+    }
     # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
     # no security event is old enough, so one short batch there.
     # (SQLite's cursor reports no row count at this hook, so the sizes are read from `counts`.)
     assert deletes == [
         *["activation_tokens"] * 4,
         *["password_reset_tokens"] * 4,
+        *["email_change_tokens"] * 4,
         *["refresh_tokens"] * 4,
         "security_events",
     ]
@@ -394,7 +411,7 @@ def test_cleanup_run_twice_at_once_deletes_each_token_once(redis_app: Flask) -> 
 
     assert errors == []
     assert len(results) == 2
-    for kind in ("activation", "password_reset", "refresh"):
+    for kind in ("activation", "password_reset", "email_change", "refresh"):
         assert results[0][kind] + results[1][kind] == 20
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
 

@@ -31,6 +31,8 @@ REFUSALS_OF_WELL_FORMED_DATA = {
     "POST /auth/activate": ["400"],  # token unknown, spent or expired
     "POST /auth/password/change": ["400", "422"],  # current password wrong; new one too weak
     "POST /auth/password/reset": ["400", "422"],  # token unknown, spent or expired; too weak
+    "POST /auth/email/change": ["400", "422"],  # password wrong; the caller's own address
+    "POST /auth/email/confirm": ["400"],  # token unknown, spent or expired
     "PATCH /auth/me/profile": ["422"],  # date of birth in the future or before 1900
     "PUT /auth/me/avatar": ["413", "415", "422"],  # the bytes, not the schema, make an image
 }

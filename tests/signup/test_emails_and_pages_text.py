@@ -64,7 +64,8 @@ def parts(message: EmailMessage) -> tuple[str, str]:
 
 
 def every_email(client: FlaskClient, accounts: Accounts, mailbox: Mailbox) -> list[EmailMessage]:
-    """One of each: activation, resend, reset, password changed."""
+    """One of each: activation, resend, reset, password changed, the email change's link
+    (to the new address) and its notice (to the current one)."""
     accounts.register("reader@example.com")
     client.post("/auth/activate/resend", json={"email": "reader@example.com"})
     accounts.activate("reader@example.com")
@@ -76,8 +77,18 @@ def every_email(client: FlaskClient, accounts: Accounts, mailbox: Mailbox) -> li
         headers=bearer(pair["access_token"]),
     )
     assert changed.status_code == 204
-    messages = mailbox.to("reader@example.com")
-    assert len(messages) == 4
+    pair = accounts.login("reader@example.com", "marble lantern exquisite harbour")
+    moving = client.post(
+        "/auth/email/change",
+        json={
+            "new_email": "reader.new@example.com",
+            "password": "marble lantern exquisite harbour",
+        },
+        headers=bearer(pair["access_token"]),
+    )
+    assert moving.status_code == 202
+    messages = mailbox.to("reader@example.com") + mailbox.to("reader.new@example.com")
+    assert len(messages) == 6
     return messages
 
 

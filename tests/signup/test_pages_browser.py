@@ -22,7 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from tests.support.http import PASSWORD, Accounts
+from tests.support.http import PASSWORD, Accounts, bearer
 from tests.support.mail import Mailbox
 from tests.support.services import free_port, unavailable
 
@@ -282,6 +282,31 @@ def test_a_spent_reset_link_offers_a_new_one_that_works(live_server: LiveServer,
     expect_text(tab.message(), "Your password is changed")
     tab.shot("3-changed")
     accounts.login("twice@example.com", "another fine pass phrase")
+    tab.assert_clean()
+
+
+def test_the_email_change_link_changes_the_address_once(live_server: LiveServer, tab: Tab) -> None:
+    accounts = live_server.accounts()
+    pair = accounts.active_user("mover@example.com")
+    asked = accounts.client.post(
+        "/auth/email/change",
+        json={"new_email": "moved@example.com", "password": PASSWORD},
+        headers=bearer(pair["access_token"]),
+    )
+    assert asked.status_code == 202
+    link = live_server.link("moved@example.com")
+
+    tab.page.goto(link)
+    tab.shot("1-opened")
+    tab.page.get_by_role("button", name="Confirm my new email address").click()
+    expect_text(tab.message(), "Your email address is now moved@example.com")
+    tab.shot("2-confirmed")
+    accounts.login("moved@example.com")
+
+    tab.page.goto(link)  # the same link again
+    tab.page.get_by_role("button", name="Confirm my new email address").click()
+    expect_text(tab.message(), "expired or has already been used")
+    tab.shot("3-link-spent")
     tab.assert_clean()
 
 
