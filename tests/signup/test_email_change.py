@@ -192,7 +192,7 @@ class TestConfirm:
         assert response.json["email"] == NEW
         assert response.json["is_active"] is True
         body = assert_problem(confirm(client, token), 400)  # used twice
-        assert "invalid or has already been used" in body["detail"]
+        assert "invalid, expired or already used" in body["detail"]
         assert "/auth/email/change" in body["detail"]
 
     def test_login_with_the_new_email_works_and_the_old_one_no_longer_does(
