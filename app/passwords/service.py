@@ -91,5 +91,9 @@ def set_password(user: User, new_password: str, field: str) -> None:
     end_all_logins(user.id)
     drop_email_tokens(user.id, PasswordResetToken)
     queue_message(
-        user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
+        user.email,
+        "password_changed",
+        "Your cinema password was changed",
+        user_id=user.id,
+        changed_at=utcnow(),
     )

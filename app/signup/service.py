@@ -34,7 +34,12 @@ def _queue_activation_email(user: User, template: str = "activation") -> None:
     secret = issue_email_token(ActivationToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/activate?token={secret}"
     queue_message(
-        user.email, template, "Activate your cinema account", link=link, lifetime=hours(ttl)
+        user.email,
+        template,
+        "Activate your cinema account",
+        user_id=user.id,
+        link=link,
+        lifetime=hours(ttl),
     )
 
 
@@ -120,7 +125,12 @@ def forgot_password(email: str) -> None:
     secret = issue_email_token(PasswordResetToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/password/reset?token={secret}"
     queue_message(
-        user.email, "password_reset", "Reset your cinema password", link=link, lifetime=hours(ttl)
+        user.email,
+        "password_reset",
+        "Reset your cinema password",
+        user_id=user.id,
+        link=link,
+        lifetime=hours(ttl),
     )
     db.session.commit()
     audit("password_reset_requested", user_id=user.id)
