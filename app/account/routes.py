@@ -1,4 +1,5 @@
-"""HTTP layer of the caller's own account: who am I, the profile, the avatar."""
+"""HTTP layer of the caller's own account: who am I, the profile, the avatar, deleting the
+account."""
 
 from __future__ import annotations
 
@@ -9,19 +10,27 @@ from marshmallow import RAISE
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.account import avatars, profile
-from app.account.schemas import AvatarUploadSchema, ProfileUpdateSchema
+from app.account import avatars, deletion, profile
+from app.account.schemas import (
+    AccountDeletionSchema,
+    AvatarUploadSchema,
+    ProfileUpdateSchema,
+)
 from app.core.errors import InvalidInput
 from app.events import service as events
 from app.events.schemas import EventPageSchema, EventQuerySchema
 from app.identity.schemas import ProfileSchema, UserSchema
+from app.passwords.limits import password_check_guarded
 from app.sessions.guard import authenticated, current_caller, load_caller_user
 from app.web.blueprint import Blueprint
 from app.web.limits import rate_limited
 from app.web.problems import handle_domain_error, handle_http_exception
 
 blp = Blueprint(
-    "profile", __name__, url_prefix="/auth/me", description="The caller: account, profile, avatar"
+    "profile",
+    __name__,
+    url_prefix="/auth/me",
+    description="The caller: account, profile, avatar, deletion",
 )
 
 
@@ -31,6 +40,22 @@ blp = Blueprint(
 def me() -> Any:
     """The calling user, with the profile."""
     return current_caller()
+
+
+@blp.route("", methods=["DELETE"])
+@authenticated()
+@blp.arguments(AccountDeletionSchema)
+@blp.response(204)
+@blp.alt_response(400, description="The password is wrong")
+@blp.alt_response(409, description="The caller is the last active admin")
+@blp.alt_response(429, description="Too many wrong passwords")
+# The password is checked here: without a limit a stolen access token could guess it.
+@password_check_guarded
+def delete_me(body: dict[str, str]) -> None:
+    """Delete the caller's account, proven by the password: the user, profile, avatar,
+    tokens, logins and unsent emails go; security events stay, pseudonymised. The email can
+    register again."""
+    deletion.delete_account(load_caller_user(), body["password"])
 
 
 @blp.route("/events", methods=["GET"])

@@ -1,4 +1,4 @@
-"""Request bodies of the caller's profile and avatar."""
+"""Request bodies of the caller's profile, avatar and deletion."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.core.db import utcnow
 from app.identity.models import Gender
+from app.passwords.schemas import Password
 from app.web.schemas import no_nul
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
@@ -90,3 +91,7 @@ class AvatarUploadSchema(Schema):
         required=True,
         metadata={"description": "A PNG, JPEG or WebP image of at most 5 MiB"},
     )
+
+
+class AccountDeletionSchema(Schema):
+    password = Password()

@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 from limits import RateLimitItemPerDay, RateLimitItemPerHour, parse_many
 from limits.storage import Storage
 
-from app.core.errors import InvalidInput, PermissionDenied
+from app.core.errors import Conflict, InvalidInput, PermissionDenied
 from app.core.extensions import limiter
 from app.web.limits import (
     account_key,
@@ -117,8 +117,8 @@ def password_check_guarded(view: F) -> F:
         take(PASSWORD_CHANGE_FAILURES, *ids)
         try:
             result = view(*args, **kwargs)  # a wrong current password (400) stays counted
-        except InvalidInput:
-            forget(PASSWORD_CHANGE_FAILURES, *ids)  # the current password was right
+        except (InvalidInput, Conflict):  # raised only once the current password was right
+            forget(PASSWORD_CHANGE_FAILURES, *ids)
             raise
         forget(PASSWORD_CHANGE_FAILURES, *ids)
         return result
