@@ -1,5 +1,5 @@
 """HTTP layer of the caller's own account: who am I, the profile, the avatar, deleting the
-account."""
+account and downloading its data."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from marshmallow import RAISE
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.account import avatars, deletion, profile
+from app.account import avatars, deletion, export, profile
 from app.account.schemas import (
     AccountDeletionSchema,
+    AccountExportSchema,
     AvatarUploadSchema,
     ProfileUpdateSchema,
 )
@@ -30,8 +31,16 @@ blp = Blueprint(
     "profile",
     __name__,
     url_prefix="/auth/me",
-    description="The caller: account, profile, avatar, deletion",
+    description="The caller: account, profile, avatar, deletion, data export",
 )
+
+EXPORT_HEADERS = {
+    "Content-Disposition": {
+        "description": 'attachment; filename="cinema-account-<id>.json"',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
 
 
 @blp.route("", methods=["GET"])
@@ -56,6 +65,19 @@ def delete_me(body: dict[str, str]) -> None:
     tokens, logins and unsent emails go; security events stay, pseudonymised. The email can
     register again."""
     deletion.delete_account(load_caller_user(), body["password"])
+
+
+@blp.route("/export", methods=["GET"])
+@authenticated()
+# Every event of the account is read and sent at once: a download, not something to loop.
+@rate_limited(per_caller="5/minute;30/hour")
+@blp.response(200, AccountExportSchema, headers=EXPORT_HEADERS)
+def export_me() -> Any:
+    """Download, as a JSON attachment, everything the service holds on the caller (GDPR's
+    right of access): the account and profile, live logins, security events; nothing secret."""
+    user = load_caller_user()
+    disposition = f'attachment; filename="cinema-account-{user.id}.json"'
+    return export.export_account(user), {"Content-Disposition": disposition}
 
 
 @blp.route("/events", methods=["GET"])
