@@ -1,4 +1,5 @@
-"""HTTP layer of the caller's own account: who am I, the profile, the avatar."""
+"""HTTP layer of the caller's own account: who am I, the profile, the avatar, deleting the
+account and downloading its data."""
 
 from __future__ import annotations
 
@@ -9,20 +10,37 @@ from marshmallow import RAISE
 from werkzeug.datastructures import FileStorage
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from app.account import avatars, profile
-from app.account.schemas import AvatarUploadSchema, ProfileUpdateSchema
+from app.account import avatars, deletion, export, profile
+from app.account.schemas import (
+    AccountDeletionSchema,
+    AccountExportSchema,
+    AvatarUploadSchema,
+    ProfileUpdateSchema,
+)
 from app.core.errors import InvalidInput
 from app.events import service as events
 from app.events.schemas import EventPageSchema, EventQuerySchema
 from app.identity.schemas import ProfileSchema, UserSchema
+from app.passwords.limits import password_check_guarded
 from app.sessions.guard import authenticated, current_caller, load_caller_user
 from app.web.blueprint import Blueprint
 from app.web.limits import rate_limited
 from app.web.problems import handle_domain_error, handle_http_exception
 
 blp = Blueprint(
-    "profile", __name__, url_prefix="/auth/me", description="The caller: account, profile, avatar"
+    "profile",
+    __name__,
+    url_prefix="/auth/me",
+    description="The caller: account, profile, avatar, deletion, data export",
 )
+
+EXPORT_HEADERS = {
+    "Content-Disposition": {
+        "description": 'attachment; filename="cinema-account-<id>.json"',
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
 
 
 @blp.route("", methods=["GET"])
@@ -31,6 +49,35 @@ blp = Blueprint(
 def me() -> Any:
     """The calling user, with the profile."""
     return current_caller()
+
+
+@blp.route("", methods=["DELETE"])
+@authenticated()
+@blp.arguments(AccountDeletionSchema)
+@blp.response(204)
+@blp.alt_response(400, description="The password is wrong")
+@blp.alt_response(409, description="The caller is the last active admin")
+@blp.alt_response(429, description="Too many wrong passwords")
+# The password is checked here: without a limit a stolen access token could guess it.
+@password_check_guarded
+def delete_me(body: dict[str, str]) -> None:
+    """Delete the caller's account, proven by the password: the user, profile, avatar,
+    tokens, logins and unsent emails go; security events stay, pseudonymised. The email can
+    register again."""
+    deletion.delete_account(load_caller_user(), body["password"])
+
+
+@blp.route("/export", methods=["GET"])
+@authenticated()
+# Every event of the account is read and sent at once: a download, not something to loop.
+@rate_limited(per_caller="5/minute;30/hour")
+@blp.response(200, AccountExportSchema, headers=EXPORT_HEADERS)
+def export_me() -> Any:
+    """Download, as a JSON attachment, everything the service holds on the caller (GDPR's
+    right of access): the account and profile, live logins, security events; nothing secret."""
+    user = load_caller_user()
+    disposition = f'attachment; filename="cinema-account-{user.id}.json"'
+    return export.export_account(user), {"Content-Disposition": disposition}
 
 
 @blp.route("/events", methods=["GET"])

@@ -1,4 +1,4 @@
-"""Request bodies of the caller's profile and avatar."""
+"""Request bodies of the caller's profile, avatar and deletion; the data export."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from flask_smorest.fields import Upload
 from marshmallow import Schema, ValidationError, fields, validate
 
 from app.core.db import utcnow
+from app.events.schemas import EventSchema
 from app.identity.models import Gender
+from app.identity.schemas import UserSchema
+from app.passwords.schemas import Password
 from app.web.schemas import no_nul
 
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
@@ -89,4 +92,43 @@ class AvatarUploadSchema(Schema):
     avatar = Upload(
         required=True,
         metadata={"description": "A PNG, JPEG or WebP image of at most 5 MiB"},
+    )
+
+
+class AccountDeletionSchema(Schema):
+    password = Password()
+
+
+class SessionSummarySchema(Schema):
+    created_at = fields.AwareDateTime(required=True, metadata={"description": "The sign-in"})
+    last_used_at = fields.AwareDateTime(
+        required=True, metadata={"description": "The latest refresh (the sign-in if none)"}
+    )
+    expires_at = fields.AwareDateTime(required=True)
+    user_agent = fields.String(required=True, allow_none=True)
+    ip = fields.String(required=True, allow_none=True)
+
+
+class AccountExportSchema(Schema):
+    """Everything the service holds on the caller, and nothing secret: no hash, no token."""
+
+    exported_at = fields.AwareDateTime(required=True)
+    user = fields.Nested(UserSchema, required=True)
+    sessions = fields.List(
+        fields.Nested(SessionSummarySchema),
+        required=True,
+        metadata={"description": "The live logins, newest first"},
+    )
+    security_events = fields.List(
+        fields.Nested(EventSchema),
+        required=True,
+        metadata={"description": "Every event kept, newest first"},
+    )
+    passkeys = fields.List(
+        fields.Dict(), required=True, metadata={"description": "None yet: passkeys will come"}
+    )
+    identities = fields.List(
+        fields.Dict(),
+        required=True,
+        metadata={"description": "None yet: sign-in providers will come"},
     )

@@ -12,12 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.core.db import db
-from app.core.errors import Conflict, UserNotFound
+from app.core.errors import UserNotFound
 from app.core.log import audit
 from app.events.models import EventType
 from app.events.service import EventPage, events_of, record_event
 from app.identity.models import GroupName, User, UserGroup
-from app.identity.users import get_group
+from app.identity.users import get_group, keep_an_active_admin
 from app.links.models import ActivationToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
 from app.sessions.refresh_tokens import end_all_logins
@@ -88,7 +88,7 @@ def activate_user(admin_id: int, user_id: int) -> User:
 def deactivate_user(admin_id: int, user_id: int) -> User:
     """Deactivate the account; every session ends at once (refresh and access tokens)."""
     user = get_user(user_id)
-    _keep_an_active_admin(user, "Deactivating")
+    keep_an_active_admin(user, "Deactivating")
     was_active = user.is_active
     user.deactivate()
     # Refresh tokens are revoked; access tokens fail at the next request, as the guard
@@ -108,30 +108,12 @@ def change_group(admin_id: int, user_id: int, group: GroupName) -> User:
     user = get_user(user_id)
     previous = user.group.name
     if group != GroupName.ADMIN:
-        _keep_an_active_admin(user, "Demoting")
+        keep_an_active_admin(user, "Demoting")
     user.group = get_group(group)
     record_event(EventType.GROUP_CHANGED, user.id, actor_id=admin_id)
     db.session.commit()
     _audit("admin_group_changed", admin_id, user, group=(previous.value, group.value))
     return user
-
-
-def _keep_an_active_admin(user: User, action: str) -> None:
-    """Refuse to take the last active ADMIN away.
-
-    Every active admin row is locked (PostgreSQL; SQLite runs one writer at a time), in id
-    order, so two admins removing each other at once cannot both pass this check: the
-    second waits, then sees the first one's change.
-    """
-    active_admin_ids = db.session.scalars(
-        sa.select(User.id)
-        .join(User.group)
-        .where(UserGroup.name == GroupName.ADMIN, User.is_active.is_(True))
-        .order_by(User.id)
-        .with_for_update(of=User)
-    ).all()
-    if list(active_admin_ids) == [user.id]:
-        raise Conflict(f"{action} this user would leave no active admin.")
 
 
 def _audit(event: str, admin_id: int, user: User, **change: tuple[Any, Any]) -> None:

@@ -10,12 +10,17 @@ from flask import current_app, render_template
 from app.courier.outbox import queue_email
 
 
-def queue_message(to: str, template: str, subject: str, **context: Any) -> None:
-    """Render `template` (its .txt and .html) and record the email in the current transaction."""
+def queue_message(
+    to: str, template: str, subject: str, *, user_id: int | None, **context: Any
+) -> None:
+    """Render `template` (its .txt and .html) and record the email in the current transaction.
+
+    `user_id` is the account the email is for (required, so that no caller forgets it): an
+    email still unsent when that account is deleted is deleted with it."""
     context.setdefault("base_url", current_app.config["PUBLIC_BASE_URL"])
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
-    queue_email(to, subject, text, html)
+    queue_email(to, subject, text, html, user_id=user_id)
 
 
 def hours(seconds: int) -> str:

@@ -21,6 +21,10 @@ class EmailOutbox(db.Model):  # type: ignore[name-defined]
     __tablename__ = "email_outbox"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Whose email it is: deleting the account deletes its unsent emails with it.
+    user_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
     message_id: Mapped[str] = mapped_column(sa.String(255), unique=True)
     payload: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

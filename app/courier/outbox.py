@@ -64,11 +64,15 @@ def job_id(outbox_id: int) -> str:
     return f"email-outbox-{outbox_id}"
 
 
-def queue_email(to: str, subject: str, text_body: str, html_body: str) -> None:
-    """Record the email in the current transaction; it is dispatched once that commits."""
+def queue_email(
+    to: str, subject: str, text_body: str, html_body: str, user_id: int | None = None
+) -> None:
+    """Record the email in the current transaction; it is dispatched once that commits.
+    `user_id` names the account it is for, whose deletion takes the email if still unsent."""
     sender_domain = parseaddr(current_app.config["MAIL_DEFAULT_SENDER"])[1].rpartition("@")[2]
     payload = json.dumps({"to": to, "subject": subject, "text": text_body, "html": html_body})
     row = EmailOutbox(
+        user_id=user_id,
         message_id=make_msgid(domain=sender_domain or None),
         payload=_fernet().encrypt(payload.encode()).decode(),
         next_attempt_at=utcnow() + timedelta(seconds=SWEEP_AFTER),

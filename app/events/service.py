@@ -55,18 +55,27 @@ class EventPage:
     total: int
 
 
+def _newest_first(user_id: int) -> sa.Select[SecurityEvent]:
+    return (
+        sa.select(SecurityEvent)
+        .where(SecurityEvent.user_id == user_id)
+        .order_by(SecurityEvent.id.desc())
+    )
+
+
 def events_of(user_id: int, page: int, per_page: int) -> EventPage:
     """One page of the account's events, newest first."""
     mine = SecurityEvent.user_id == user_id
     total = db.session.scalar(sa.select(sa.func.count(SecurityEvent.id)).where(mine)) or 0
     items = db.session.scalars(
-        sa.select(SecurityEvent)
-        .where(mine)
-        .order_by(SecurityEvent.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
+        _newest_first(user_id).limit(per_page).offset((page - 1) * per_page)
     ).all()
     return EventPage(list(items), page, per_page, total)
+
+
+def all_events_of(user_id: int) -> list[SecurityEvent]:
+    """Every event of the account, newest first (the data export)."""
+    return list(db.session.scalars(_newest_first(user_id)))
 
 
 def delete_old_events(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from app.core.db import db
-from app.core.errors import NotAuthenticated
+from app.core.errors import Conflict, NotAuthenticated
 from app.identity.models import GroupName, User, UserGroup
 
 # Said when a token names an account that was deleted or deactivated since it was issued.
@@ -23,6 +23,24 @@ def active_user(user_id: int) -> User:
 def find_user_by_email(email: str) -> User | None:
     """The user with this normalised email, or None."""
     return db.session.scalar(sa.select(User).where(User.email == email))
+
+
+def keep_an_active_admin(user: User, action: str) -> None:
+    """Refuse to take the last active ADMIN away (deactivation, demotion, deletion).
+
+    Every active admin row is locked (PostgreSQL; SQLite runs one writer at a time), in id
+    order, so two requests removing two admins at once cannot both pass this check: the
+    second waits, then sees the first one's change (a deleted row, another group).
+    """
+    active_admin_ids = db.session.scalars(
+        sa.select(User.id)
+        .join(User.group)
+        .where(UserGroup.name == GroupName.ADMIN, User.is_active.is_(True))
+        .order_by(User.id)
+        .with_for_update(of=User)
+    ).all()
+    if list(active_admin_ids) == [user.id]:
+        raise Conflict(f"{action} this user would leave no active admin.")
 
 
 def get_group(name: GroupName) -> UserGroup:

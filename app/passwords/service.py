@@ -95,5 +95,9 @@ def set_password(user: User, new_password: str, field: str) -> None:
     drop_email_tokens(user.id, PasswordResetToken, EmailChangeToken)
     if notice_quota_allows("password-changed", user.id):
         queue_message(
-            user.email, "password_changed", "Your cinema password was changed", changed_at=utcnow()
+            user.email,
+            "password_changed",
+            "Your cinema password was changed",
+            user_id=user.id,
+            changed_at=utcnow(),
         )

@@ -11,7 +11,7 @@ from app.passwords.limits import password_check_guarded
 from app.passwords.schemas import CredentialsSchema
 from app.sessions.access_tokens import login_of_any_token
 from app.sessions.guard import authenticated, load_caller_user
-from app.signup import schemas, service
+from app.signup import email_change, schemas, service
 from app.signup.pages import PAGE_DOC, html_page
 from app.web.blueprint import Blueprint
 from app.web.limits import rate_limited
@@ -138,7 +138,7 @@ def change_email(body: dict[str, str]) -> dict[str, str]:
     A confirmation link goes to the new address, a notice without a link to the current one;
     a newer request kills the older link."""
     user = load_caller_user()
-    service.request_email_change(user, body["new_email"], body["password"], _asking_login())
+    email_change.request_email_change(user, body["new_email"], body["password"], _asking_login())
     return EMAIL_CHANGE_SENT
 
 
@@ -159,4 +159,4 @@ def confirm_email_change(body: dict[str, str]) -> Any:
     """Spend an email-change link: the account's email becomes the new address.
 
     Every other login of the account ends; the one that asked for the change keeps going."""
-    return service.confirm_email_change(body["token"])
+    return email_change.confirm_email_change(body["token"])

@@ -1,5 +1,5 @@
 """The emailed-link flows: registration and its activation link, a new activation link, the
-forgotten password and its reset link, an email change and its confirmation link.
+forgotten password and its reset link (the email change: app/signup/email_change.py).
 
 Each use case checks, writes, and commits once; it raises a domain error instead of building
 a response. Emails are recorded in the outbox, in the same transaction.
@@ -14,21 +14,20 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app.core.db import db
-from app.core.errors import Conflict, InvalidInput, InvalidToken, NextStep, WrongPassword
+from app.core.errors import Conflict, InvalidToken, NextStep
 from app.core.log import audit, request_ip
 from app.courier.messages import hours, queue_message
 from app.courier.queue import dispatch
-from app.courier.quota import email_quota_allows, take_email_quota
+from app.courier.quota import email_quota_allows
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import GroupName, User, UserProfile
 from app.identity.users import find_user_by_email, get_group
-from app.links.models import ActivationToken, EmailChangeToken, PasswordResetToken
+from app.links.models import ActivationToken, PasswordResetToken
 from app.links.tokens import INVALID_LINK, drop_email_tokens, issue_email_token, spend_email_token
 from app.passwords import hashing
 from app.passwords.service import set_password
 from app.passwords.strength import check_password_strength
-from app.sessions.refresh_tokens import end_all_logins
 
 EMAIL_TAKEN = "An account with this email already exists."
 
@@ -38,7 +37,12 @@ def _queue_activation_email(user: User, template: str = "activation") -> None:
     secret = issue_email_token(ActivationToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/activate?token={secret}"
     queue_message(
-        user.email, template, "Activate your cinema account", link=link, lifetime=hours(ttl)
+        user.email,
+        template,
+        "Activate your cinema account",
+        user_id=user.id,
+        link=link,
+        lifetime=hours(ttl),
     )
 
 
@@ -50,7 +54,7 @@ def register(email: str, password: str) -> User:
     """
     check_password_strength(password, email)
     password_hash = hashing.hash_password(password)
-    user = _pending_account(email)
+    user = pending_account(email)
     registered_before = user is not None
     if user is None:
         user = User(email=email, password_hash=password_hash, group=get_group(GroupName.USER))
@@ -62,7 +66,7 @@ def register(email: str, password: str) -> User:
             db.session.flush()
         except IntegrityError as exc:
             db.session.rollback()
-            user = _pending_account(email)
+            user = pending_account(email)
             if user is None:
                 raise Conflict(EMAIL_TAKEN) from exc
             registered_before = True
@@ -76,7 +80,7 @@ def register(email: str, password: str) -> User:
     return user
 
 
-def _pending_account(email: str) -> User | None:
+def pending_account(email: str) -> User | None:
     """The never-activated account of this email, locked until the commit, or None when the
     email is free; 409 when it belongs to an activated or admin-deactivated account."""
     # The row lock queues concurrent registrations of one pending account (PostgreSQL;
@@ -147,7 +151,12 @@ def send_reset_link(email: str, ip: str | None) -> None:
     secret = issue_email_token(PasswordResetToken, user, ttl)
     link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/password/reset?token={secret}"
     queue_message(
-        user.email, "password_reset", "Reset your cinema password", link=link, lifetime=hours(ttl)
+        user.email,
+        "password_reset",
+        "Reset your cinema password",
+        user_id=user.id,
+        link=link,
+        lifetime=hours(ttl),
     )
     db.session.commit()
     audit("password_reset_requested", user_id=user.id, ip=ip)
@@ -171,65 +180,3 @@ def reset_password(secret: str, new_password: str) -> None:
     audit("password_reset", user_id=user.id)
     if activates:
         audit("user_activated", user_id=user.id, by="password_reset")
-
-
-def request_email_change(user: User, new_email: str, password: str, login: str | None) -> None:
-    """Start an email change for a signed-in user who proves the password: a confirmation
-    link to the new address, a notice without a link to the current one. A newer request
-    kills the older link; `login` (the asking login's family) outlives the change.
-
-    The password is checked before the address is looked at (WrongPassword), so a stolen
-    access token alone learns nothing of which addresses have accounts; only then is the
-    current address an InvalidInput, and an activated or admin-deactivated account's a
-    Conflict. A never-activated registration holds its address only until a link proves the
-    mailbox (see `confirm_email_change`). At most 3 such emails an hour per account."""
-    if not hashing.verify_password(user.password_hash, password):
-        audit("email_change_failed", user_id=user.id)
-        raise WrongPassword("The password is wrong.")
-    if new_email == user.email:
-        raise InvalidInput(
-            "The new email address is the account's current one.",
-            errors={"new_email": ["This is already your email address."]},
-        )
-    _pending_account(new_email)
-    take_email_quota("email-change", user.email)
-    ttl = current_app.config["ACTIVATION_TOKEN_TTL"]
-    secret = issue_email_token(EmailChangeToken, user, ttl, new_email=new_email, family_id=login)
-    link = f"{current_app.config['PUBLIC_BASE_URL']}/auth/email/confirm?token={secret}"
-    subject = "Confirm your new cinema email address"
-    queue_message(new_email, "email_change", subject, link=link, lifetime=hours(ttl))
-    subject = "Your cinema email address is about to change"
-    queue_message(user.email, "email_change_notice", subject, new_email=new_email)
-    record_event(EventType.EMAIL_CHANGE_REQUESTED, user.id)
-    db.session.commit()
-    audit("email_change_requested", user_id=user.id)
-
-
-def confirm_email_change(secret: str) -> User:
-    """Spend an email-change link: the address it was sent to becomes the account's email,
-    every other login ends, and no reset link sent to the old address works any more.
-
-    The link proved the mailbox, so a never-activated registration of the address is
-    dropped (as a second registration would replace it); an address an activated account
-    took since the request is a Conflict, decided by the unique index, and changes nothing:
-    the link keeps working until it expires."""
-    token = spend_email_token(EmailChangeToken, secret, NextStep.ASK_EMAIL_CHANGE_LINK)
-    user = token.user
-    if not user.is_active:  # an admin deactivated the account since the request
-        raise InvalidToken(INVALID_LINK, next_step=NextStep.ASK_EMAIL_CHANGE_LINK)
-    pending = _pending_account(token.new_email)
-    if pending is not None:
-        db.session.delete(pending)
-        db.session.flush()  # gone before the address is taken, or the unique index refuses
-    user.email = token.new_email
-    try:
-        db.session.flush()
-    except IntegrityError as exc:  # registered since the check above
-        db.session.rollback()
-        raise Conflict(EMAIL_TAKEN) from exc
-    end_all_logins(user.id, except_family=token.family_id)
-    drop_email_tokens(user.id, PasswordResetToken)
-    record_event(EventType.EMAIL_CHANGED, user.id)
-    db.session.commit()
-    audit("email_changed", user_id=user.id, replaced_pending=pending is not None)
-    return user
