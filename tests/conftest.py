@@ -52,6 +52,7 @@ TABLES_CHILD_FIRST = [
     "security_events",
     "email_outbox",
     "refresh_tokens",
+    "sessions",
     "password_reset_tokens",
     "activation_tokens",
     "user_profiles",
