@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import sqlalchemy as sa
 from flask import current_app
@@ -133,7 +133,10 @@ _SPEND_UNUSED_TOKEN = (
 def spend_refresh_token(refresh_token: str) -> RefreshToken:
     """Mark the presented refresh token used, note its login's use, and return its record.
 
-    A refresh token works once. Presented again (at refresh or at logout) it was stolen or
+    A refresh token works once. Presented again within REFRESH_REUSE_GRACE seconds of its
+    rotation, while it is the token its login spent last, it is a request that raced the
+    rotation (two tabs refreshing at once, a retry after a lost answer): its record is
+    returned again, and its login goes on. Presented again otherwise, it was stolen or
     replayed, so the whole login ends (RFC 9700 section 4.14.2).
     """
     token_hash = hash_token(refresh_token)
@@ -152,13 +155,16 @@ def spend_refresh_token(refresh_token: str) -> RefreshToken:
     return record
 
 
-def _presented_again(token_hash: str, now: datetime) -> NoReturn:
+def _presented_again(token_hash: str, now: datetime) -> RefreshToken:
     """A token that could not be spent: unknown, revoked, expired, or spent before."""
     known = db.session.scalar(sa.select(RefreshToken).where(RefreshToken.token_hash == token_hash))
     if known is None or known.revoked_at is not None:
         raise NotAuthenticated(NOT_VALID)
     if known.expires_at <= now:
         raise NotAuthenticated("The refresh token has expired; log in again.")
+    if _just_rotated(known, now):
+        audit("refresh_token_presented_within_grace", user_id=known.user_id, family=known.family_id)
+        return known
     end_login(known.family_id)
     record_event(EventType.REFRESH_REUSE_DETECTED, known.user_id)
     db.session.commit()
@@ -166,6 +172,20 @@ def _presented_again(token_hash: str, now: datetime) -> NoReturn:
     raise NotAuthenticated(
         "The refresh token was already used; every session of this login is revoked."
     )
+
+
+def _just_rotated(token: RefreshToken, now: datetime) -> bool:
+    """Whether the spent `token` was rotated within REFRESH_REUSE_GRACE seconds and is the
+    token its login spent last: a token two rotations back is a copy, whenever it comes."""
+    grace = current_app.config["REFRESH_REUSE_GRACE"]
+    if not grace or token.used_at is None or now > token.used_at + timedelta(seconds=grace):
+        return False
+    spent_since = (
+        sa.select(RefreshToken.id)
+        .where(RefreshToken.family_id == token.family_id, RefreshToken.used_at > token.used_at)
+        .exists()
+    )
+    return not db.session.scalar(sa.select(spent_since))
 
 
 def end_logins(*which: sa.ColumnElement[bool]) -> int:
