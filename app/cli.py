@@ -89,7 +89,8 @@ def _refused(exc: DomainError) -> click.BadParameter:
 @click.command("cleanup-tokens")
 @with_appcontext
 def cleanup_tokens_command() -> None:
-    """Delete expired activation, reset, email-change and refresh tokens now."""
+    """Delete expired activation, reset, email-change and refresh tokens (and expired logins)
+    now."""
     counts = delete_expired_tokens()
     for kind, count in counts.items():
         click.echo(f"{kind}: {count} deleted")

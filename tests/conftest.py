@@ -54,6 +54,7 @@ TABLES_CHILD_FIRST = [
     "email_outbox",
     "refresh_tokens",
     "email_change_tokens",
+    "sessions",
     "password_reset_tokens",
     "activation_tokens",
     "user_profiles",

@@ -27,6 +27,9 @@ INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
 # The IPv6 prefixes that may count as one client: a /32 is a whole provider's allocation (a
 # wider one would join strangers), a /128 a single address.
 IPV6_PREFIX_RANGE = range(32, 129)
+# REFRESH_REUSE_GRACE: long enough for requests in flight (two tabs refreshing at once, a
+# retry after a lost answer), too short for a copy replayed later to pass as one of them.
+REFRESH_REUSE_GRACE_RANGE = range(0, 61)
 
 
 class ConfigError(RuntimeError):
@@ -136,6 +139,8 @@ def _token_settings(env: dict[str, str]) -> dict[str, Any]:
         "PASSWORD_RESET_TOKEN_TTL": _int(env, "PASSWORD_RESET_TOKEN_TTL", 86400),
         "JWT_ACCESS_TOKEN_EXPIRES": _int(env, "JWT_ACCESS_TOKEN_EXPIRES", 900),
         "JWT_REFRESH_TOKEN_EXPIRES": _int(env, "JWT_REFRESH_TOKEN_EXPIRES", 604800),
+        # Seconds a just-rotated refresh token still continues its login; 0 = off.
+        "REFRESH_REUSE_GRACE": _int(env, "REFRESH_REUSE_GRACE", 10),
         # The `aud` of access tokens: the services that accept them check it.
         "JWT_AUDIENCE": env.get("JWT_AUDIENCE") or "cinema",
         # How long each process keeps the signing keys before reading them again: the
@@ -186,6 +191,11 @@ def _refuse_unusable(config: dict[str, Any]) -> None:
         raise ConfigError(
             "RATELIMIT_IPV6_PREFIX must be a prefix length from 32 to 128 (64: one client per"
             f" /64), got {config['RATELIMIT_IPV6_PREFIX']!r}"
+        )
+    if config["REFRESH_REUSE_GRACE"] not in REFRESH_REUSE_GRACE_RANGE:
+        raise ConfigError(
+            "REFRESH_REUSE_GRACE must be 0 (off) to 60 seconds, got"
+            f" {config['REFRESH_REUSE_GRACE']!r}"
         )
     problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
     if problems:

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import current_app, has_request_context, request
+from flask import current_app
 
 from app.core.crypto import derive_key
 from app.core.db import DELETE_BATCH, DELETE_PAUSE, db, delete_in_batches
 from app.events.models import EventType, SecurityEvent
+from app.web.requests import client_of_request
 
 ENCRYPTION_PURPOSE = "security-event-subjects"
-USER_AGENT_LENGTH = 255
 
 
 def subject_of(user_id: int) -> str:
@@ -31,10 +31,7 @@ def record_event(event: EventType, user_id: int, *, actor_id: int | None = None)
     written with the change it records, or not at all. The address and user agent are the
     request's (the address as resolved through TRUSTED_PROXIES); `actor_id` is the admin who
     acted on someone else's account."""
-    ip = user_agent = None
-    if has_request_context():
-        ip = request.remote_addr
-        user_agent = request.headers.get("User-Agent", "")[:USER_AGENT_LENGTH] or None
+    ip, user_agent = client_of_request()
     db.session.add(
         SecurityEvent(
             user_id=user_id,

@@ -6,7 +6,8 @@ it, and the ORM's identity map and eager-loading path cost several times the que
 (`guard.load_caller_user`).
 
 The statement's columns are the two records' fields in order: a Caller's six, the profile
-row's id (None: no profile), a CallerProfile's fields, then whether the login is live.
+row's id (None: no profile), a CallerProfile's fields, then whether the login is live: its
+record (`sessions`, one row by its unique family id) is neither ended nor expired.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from app.core.db import read_on_own_connection, utcnow
 from app.core.postgres import prepared
 from app.identity.models import Gender, GroupName, User, UserGroup, UserProfile
-from app.sessions.models import RefreshToken
+from app.sessions.models import LoginSession
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,17 +48,17 @@ class Caller:
 
 
 _users, _groups = User.__table__, UserGroup.__table__
-_profiles, _tokens = UserProfile.__table__, RefreshToken.__table__
+_profiles, _logins = UserProfile.__table__, LoginSession.__table__
 
 # Built once with bound values: building the select again for every request cost more CPU
 # than running it. Prepared on PostgreSQL: planning it cost the server more than running it.
 _LIVE_LOGIN = (
-    sa.select(_tokens.c.id)
+    sa.select(_logins.c.id)
     .where(
-        _tokens.c.family_id == sa.bindparam("family"),
-        _tokens.c.user_id == _users.c.id,
-        _tokens.c.revoked_at.is_(None),
-        _tokens.c.expires_at > sa.bindparam("now", type_=_tokens.c.expires_at.type),
+        _logins.c.family_id == sa.bindparam("family"),
+        _logins.c.user_id == _users.c.id,
+        _logins.c.ended_at.is_(None),
+        _logins.c.expires_at > sa.bindparam("now", type_=_logins.c.expires_at.type),
     )
     .exists()
 )
@@ -87,9 +88,8 @@ _CALLER = prepared(
 def load_caller(user_id: int, family: str) -> tuple[Caller | None, bool]:
     """The user `user_id` (None when there is none) and whether the login `family` is over.
 
-    A login is alive while its family has a refresh-token record of this user that is
-    neither revoked nor expired: a token naming a family that was never issued is refused
-    too, even with a valid signature.
+    A login is alive while its record, of this user, is neither ended nor expired: a token
+    naming a family that was never issued is refused too, even with a valid signature.
     """
     row = read_on_own_connection(_CALLER, {"family": family, "user_id": user_id, "now": utcnow()})
     if row is None:

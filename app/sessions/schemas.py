@@ -1,4 +1,5 @@
-"""Bodies of the session endpoints: the token pair every way in answers, refresh and logout."""
+"""Bodies of the session endpoints: the token pair every way in answers, refresh and logout,
+the list of the caller's sessions."""
 
 from __future__ import annotations
 
@@ -23,3 +24,30 @@ class TokenPairSchema(Schema):
     expires_in = fields.Integer(
         required=True, metadata={"description": "access token lifetime, seconds"}
     )
+
+
+class SessionSchema(Schema):
+    id = fields.String(
+        required=True,
+        metadata={"description": "The session's id: the `fam` claim of its access tokens"},
+    )
+    created_at = fields.AwareDateTime(required=True, metadata={"description": "When it began"})
+    last_used_at = fields.AwareDateTime(
+        required=True, metadata={"description": "Its last refresh, to the minute"}
+    )
+    expires_at = fields.AwareDateTime(
+        required=True, metadata={"description": "When it ends; refreshing never extends it"}
+    )
+    user_agent = fields.String(
+        required=True, allow_none=True, metadata={"description": "The client that logged in"}
+    )
+    ip = fields.String(
+        required=True, allow_none=True, metadata={"description": "The address it logged in from"}
+    )
+    current = fields.Boolean(
+        required=True, metadata={"description": "The session of this request's access token"}
+    )
+
+
+class SessionListSchema(Schema):
+    items = fields.List(fields.Nested(SessionSchema), required=True)

@@ -17,8 +17,9 @@ from app.sessions.refresh_tokens import end_login, issue_token_pair, spend_refre
 def refresh(refresh_token: str) -> dict[str, Any]:
     """Spend a refresh token for the next token pair of its login.
 
-    A spent token presented again ends the login (reuse); an account deleted or deactivated
-    since is refused, and then the spend is never committed."""
+    A spent token presented again ends the login (reuse), unless it is the one just rotated,
+    within REFRESH_REUSE_GRACE: then it gets a fresh pair of the same login. An account
+    deleted or deactivated since is refused, and then the spend is never committed."""
     spent = spend_refresh_token(refresh_token)
     user = active_user(spent.user_id)
     pair = issue_token_pair(user, family_id=spent.family_id, family_expires_at=spent.expires_at)

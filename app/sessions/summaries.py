@@ -1,9 +1,5 @@
-"""A person's live logins as they read them: what the data export lists under `sessions`.
-
-Today a login is a refresh-token family, so its summary is read from the family's token
-rows; the service records no address or user agent for it yet. When logins get records of
-their own, this one function reads them instead and the export follows.
-"""
+"""A person's live logins as they read them: what the data export lists under `sessions`
+(the list endpoint, app/sessions/self_service.py, adds which one is the caller's)."""
 
 from __future__ import annotations
 
@@ -13,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from app.core.db import db, utcnow
-from app.sessions.models import RefreshToken
+from app.sessions.models import LoginSession
 
 
 @dataclass(frozen=True)
@@ -21,25 +17,23 @@ class SessionSummary:
     created_at: datetime  # the sign-in
     last_used_at: datetime  # the latest refresh (the sign-in if none)
     expires_at: datetime
-    user_agent: str | None = None
-    ip: str | None = None
+    user_agent: str | None
+    ip: str | None
 
 
 def sessions_of(user_id: int) -> list[SessionSummary]:
-    """The user's live logins, newest first: families with a token neither revoked nor
-    expired, the rule the guard applies. No family id or token leaves this function."""
-    live = (
-        sa.select(
-            sa.func.min(RefreshToken.created_at),
-            sa.func.max(RefreshToken.created_at),
-            sa.func.max(RefreshToken.expires_at),
-        )
+    """The user's live logins, newest first: records neither ended nor expired, the rule the
+    guard applies. No family id or token leaves this function."""
+    rows = db.session.scalars(
+        sa.select(LoginSession)
         .where(
-            RefreshToken.user_id == user_id,
-            RefreshToken.revoked_at.is_(None),
-            RefreshToken.expires_at > utcnow(),
+            LoginSession.user_id == user_id,
+            LoginSession.ended_at.is_(None),
+            LoginSession.expires_at > utcnow(),
         )
-        .group_by(RefreshToken.family_id)
-        .order_by(sa.func.min(RefreshToken.created_at).desc())
+        .order_by(LoginSession.created_at.desc(), LoginSession.id.desc())
     )
-    return [SessionSummary(*row) for row in db.session.execute(live)]
+    return [
+        SessionSummary(row.created_at, row.last_used_at, row.expires_at, row.user_agent, row.ip)
+        for row in rows
+    ]

@@ -14,6 +14,7 @@ from flask_smorest import Api
 from marshmallow import Schema, fields
 
 from app.web.problems import PROBLEM_JSON
+from app.web.requests import HEX_ID, HexIdConverter
 
 # The security requirement of every operation that takes an access token.
 BEARER: list[dict[str, list[str]]] = [{"bearerAuth": []}]
@@ -118,6 +119,12 @@ class ProblemApi(Api):  # type: ignore[misc]
         self.spec.components.security_scheme("bearerAuth", BEARER_SCHEME)
 
 
+def _hex_id_schema(_converter: HexIdConverter) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{HEX_ID}$", "minLength": 32, "maxLength": 32}
+
+
 # Every blueprint registers with it (app/factory.py); every error response in /openapi.json is
 # the problem body the server sends.
 api = ProblemApi(spec_kwargs={"extra_plugins": [ProblemResponses()]})
+# Once, here: every app's spec documents the converters registered before it starts.
+api.register_converter(HexIdConverter, _hex_id_schema)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Request, Response, request
+from flask import Flask, Request, Response, has_request_context, request
 from flask.sessions import NullSession, SessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
-from werkzeug.routing import IntegerConverter, Map
+from werkzeug.routing import BaseConverter, IntegerConverter, Map
 
 from app.web.bodies import body_policy
 
 MAX_ROW_ID = 2**31 - 1
+HEX_ID = "[0-9a-f]{32}"
+# What the tables keep of a request's client (a login, a security event): any IPv6 text
+# fits in 45 characters, and a user agent is cut to a length worth showing.
+ADDRESS_LENGTH = 45
+USER_AGENT_LENGTH = 255
 
 
 class RowIdConverter(IntegerConverter):
@@ -24,6 +29,15 @@ class RowIdConverter(IntegerConverter):
 
     def __init__(self, url_map: Map) -> None:
         super().__init__(url_map, min=1, max=MAX_ROW_ID)
+
+
+class HexIdConverter(BaseConverter):
+    """`<hexid:name>`: a random 128-bit id as 32 lower-case hex digits (a login's family id).
+
+    Anything else names nothing, so it is routed to 404 like an unknown id, and never reaches
+    a query as text PostgreSQL cannot hold (NUL); /openapi.json states the pattern."""
+
+    regex = HEX_ID
 
 
 def bearer_token() -> str | None:
@@ -38,6 +52,15 @@ def bearer_token() -> str | None:
         if scheme_and_token and scheme_and_token[0].lower() == "bearer":
             return scheme_and_token[1] if len(scheme_and_token) == 2 else None
     return None
+
+
+def client_of_request() -> tuple[str | None, str | None]:
+    """The request's client address, as resolved through TRUSTED_PROXIES, and its user agent,
+    cut to what the tables keep; None for what is missing, or outside a request."""
+    if not has_request_context():
+        return None, None
+    address = (request.remote_addr or "")[:ADDRESS_LENGTH] or None
+    return address, request.headers.get("User-Agent", "")[:USER_AGENT_LENGTH] or None
 
 
 def _no_content_type_on_204(response: Response) -> Response:
@@ -61,6 +84,7 @@ class NoCookieSession(SessionInterface):
 
 def init_requests(app: Flask) -> None:
     app.url_map.converters["id"] = RowIdConverter
+    app.url_map.converters["hexid"] = HexIdConverter
     # No redirect is ever built from the request: werkzeug would answer `//admin//users` or
     # a missing trailing slash with a 308 to `http://<Host header>/...`, a redirect anyone
     # can point at their own site. Such paths are 404s instead.

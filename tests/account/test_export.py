@@ -6,13 +6,16 @@ from __future__ import annotations
 import io
 import json
 import re
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
+from app.core.db import utcnow
 from tests.support.account import export_me, scalars_in, stored_secrets
 from tests.support.http import PASSWORD, Accounts, assert_401, assert_problem, bearer, logout, me
 from tests.support.http import refresh as refresh_tokens
@@ -28,26 +31,32 @@ def at(value: str) -> datetime:
 
 
 @pytest.fixture
-def handed_out(client: FlaskClient, accounts: Accounts, mailbox: Mailbox) -> dict[str, Any]:
+def handed_out(
+    client: FlaskClient, accounts: Accounts, mailbox: Mailbox
+) -> Iterator[dict[str, Any]]:
     """A person with a profile and an avatar, three logins (one refreshed, one ended) and a
-    reset link; returns every token and link secret they were handed, the live pair first."""
-    first = accounts.active_user(EMAIL)
-    headers = bearer(first["access_token"])
-    client.patch("/auth/me/profile", json=PROFILE, headers=headers)
-    upload = {"avatar": (io.BytesIO(image_bytes("PNG")), "me.png", "image/png")}
-    assert client.put("/auth/me/avatar", data=upload, headers=headers).status_code == 200
-    rotated = refresh_tokens(client, first["refresh_token"]).json
-    ended = accounts.login(EMAIL)
-    assert logout(client, ended["refresh_token"], ended["access_token"]).status_code == 204
-    newest = accounts.login(EMAIL)
-    client.post("/auth/password/forgot", json={"email": EMAIL})
-    links = [
-        link.split("token=", 1)[1]
-        for message in mailbox.to(EMAIL)
-        for link in re.findall(r"https?://\S+token=\S+", mailbox.text(message))
-    ]
-    assert len(links) == 2  # the activation link (spent) and the reset link (pending)
-    return {"pairs": [newest, rotated, first, ended], "links": links}
+    reset link; yields every token and link secret they were handed, the live pair first.
+    The refresh comes two minutes after the sign-in, on a travelled clock that the test
+    keeps: a login's last use is recorded at most once a minute."""
+    with time_machine.travel(utcnow(), tick=True) as clock:
+        first = accounts.active_user(EMAIL)
+        headers = bearer(first["access_token"])
+        client.patch("/auth/me/profile", json=PROFILE, headers=headers)
+        upload = {"avatar": (io.BytesIO(image_bytes("PNG")), "me.png", "image/png")}
+        assert client.put("/auth/me/avatar", data=upload, headers=headers).status_code == 200
+        clock.shift(timedelta(minutes=2))
+        rotated = refresh_tokens(client, first["refresh_token"]).json
+        ended = accounts.login(EMAIL)
+        assert logout(client, ended["refresh_token"], ended["access_token"]).status_code == 204
+        newest = accounts.login(EMAIL)
+        client.post("/auth/password/forgot", json={"email": EMAIL})
+        links = [
+            link.split("token=", 1)[1]
+            for message in mailbox.to(EMAIL)
+            for link in re.findall(r"https?://\S+token=\S+", mailbox.text(message))
+        ]
+        assert len(links) == 2  # the activation link (spent) and the reset link (pending)
+        yield {"pairs": [newest, rotated, first, ended], "links": links}
 
 
 def test_the_export_is_a_json_attachment_of_the_account(

@@ -7,6 +7,8 @@ thread would have its own request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import sqlalchemy as sa
 from flask import Flask
@@ -14,6 +16,7 @@ from flask import Flask
 from app.core.db import db
 from app.identity.models import User
 from tests.support.http import PASSWORD, Accounts, at_once
+from tests.support.mail import Mailbox
 
 pytestmark = pytest.mark.postgres("concurrent transactions need PostgreSQL")
 
@@ -39,9 +42,11 @@ def test_two_registrations_of_one_email_give_one_account(app: Flask, attempt: in
 
 @pytest.mark.parametrize("attempt", range(3))
 def test_two_refreshes_with_one_token_let_at_most_one_through(
-    app: Flask, accounts: Accounts, attempt: int
+    app_factory: Callable[..., Flask], mailbox: Mailbox, attempt: int
 ) -> None:
-    pair = accounts.active_user(f"twin{attempt}@example.com")
+    # With the grace off: within it both continue the login (test_refresh_grace.py).
+    app = app_factory(REFRESH_REUSE_GRACE=0)
+    pair = Accounts(app.test_client(), mailbox).active_user(f"twin{attempt}@example.com")
     token = pair["refresh_token"]
     statuses = at_once(
         app,

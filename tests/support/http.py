@@ -5,13 +5,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import jwt
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.core.db import db
+from app.core.db import db, utcnow
 from tests.support.mail import Mailbox
 
 PASSWORD = "violet tangerine submarine orbit"
@@ -58,6 +60,18 @@ def logout(client: FlaskClient, refresh_token: str, access_token: str | None = N
 
 def me(client: FlaskClient, access_token: str) -> Any:
     return client.get("/auth/me", headers=bearer(access_token))
+
+
+# The test apps run with the default REFRESH_REUSE_GRACE: within it a just-rotated refresh
+# token presented again continues its login.
+REFRESH_REUSE_GRACE = 10
+
+
+def past_the_refresh_grace() -> Any:
+    """The clock moved past REFRESH_REUSE_GRACE: a spent refresh token presented now is
+    reuse, not a request that raced its rotation. Issue no token inside: it would be dated
+    in the future once the clock comes back."""
+    return time_machine.travel(utcnow() + timedelta(seconds=REFRESH_REUSE_GRACE + 1))
 
 
 def claims(token: str) -> dict[str, Any]:
