@@ -24,6 +24,7 @@ from app.identity import media
 from app.identity.storage import init_storage
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
+from app.mfa import routes as mfa_routes
 from app.passwords import routes as password_routes
 from app.sessions import routes as session_routes
 from app.sessions.access_tokens import jwt
@@ -89,7 +90,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # /openapi.json: init_docs and flask-smorest.)
     auth = [
         signup_routes.blp,  # /auth/register, /auth/activate, /auth/password/forgot|reset
-        password_routes.blp,  # /auth/login, /auth/password/change
+        password_routes.blp,  # /auth/login, /auth/password/change, /auth/mfa/totp (DELETE)…
+        mfa_routes.blp,  # /auth/mfa/totp/setup|confirm, /auth/login/mfa
         session_routes.blp,  # /auth/refresh, /auth/logout
         account_routes.blp,  # /auth/me, /auth/me/profile, /auth/me/avatar
     ]

@@ -73,6 +73,9 @@ class ContentTooLarge(DomainError, status=413, title="Content Too Large"): ...
 class UnsupportedImage(DomainError, status=415): ...
 
 
+class WrongCode(DomainError, status=400, title="Wrong Code"): ...
+
+
 class TooManyAttempts(DomainError, status=429):
     def __init__(self, retry_after: int) -> None:
         super().__init__("Too many requests; retry after the time given in Retry-After.")

@@ -63,6 +63,7 @@ def authenticate() -> Caller:
         raise NotAuthenticated(REVOKED)
     if caller is None or not caller.is_active:
         raise NotAuthenticated(ACCOUNT_GONE)
+    g.login_family = family
     return caller
 
 
@@ -101,6 +102,12 @@ def current_caller() -> Caller:
     for every route that only reads."""
     caller: Caller = g.caller
     return caller
+
+
+def current_login_family() -> str:
+    """The login (token family) of this guarded request's access token."""
+    family: str = g.login_family
+    return family
 
 
 def load_caller_user() -> User:

@@ -118,13 +118,13 @@ def end_login(family_id: str) -> None:
     )
 
 
-def end_all_logins(user_id: int) -> None:
-    """Revoke every login of the user (a password change, a deactivation)."""
-    db.session.execute(
-        sa.update(RefreshToken)
-        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+def end_all_logins(user_id: int, keep_family: str | None = None) -> None:
+    """Revoke every login of the user (a password change, a deactivation), or every one but
+    `keep_family`: the login that made the change (two-factor turned on or off)."""
+    ending = [RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None)]
+    if keep_family is not None:
+        ending.append(RefreshToken.family_id != keep_family)
+    db.session.execute(sa.update(RefreshToken).where(*ending).values(revoked_at=utcnow()))
 
 
 def delete_expired_refresh_tokens(now: datetime, batch_size: int, pause_seconds: float) -> int:

@@ -181,6 +181,7 @@ def test_the_list_is_a_page_of_full_user_objects_in_id_order(staff: Staff) -> No
         "email",
         "is_active",
         "group",
+        "mfa_enabled",
         "created_at",
         "updated_at",
         "profile",

@@ -152,6 +152,7 @@ def test_worker_command_runs_jobs_in_forked_horses_with_the_app_context(
         "activation": 2,
         "password_reset": 2,
         "refresh": 2,
+        "mfa_challenges": 0,
         "security_events": 0,
     }
     assert token_counts(redis_app) == {name: (0, 1) for name in token_counts(redis_app)}
@@ -336,6 +337,7 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
         "activation": 3,
         "password_reset": 3,
         "refresh": 3,
+        "mfa_challenges": 0,
         "security_events": 0,
     }
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
@@ -359,14 +361,21 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         finally:
             sa.event.remove(db.engine, "after_cursor_execute", count_deletes)
 
-    assert counts == {"activation": 7, "password_reset": 7, "refresh": 7, "security_events": 0}
+    assert counts == {
+        "activation": 7,
+        "password_reset": 7,
+        "refresh": 7,
+        "mfa_challenges": 0,
+        "security_events": 0,
+    }
     # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
-    # no security event is old enough, so one short batch there.
+    # no two-factor step or security event is old enough, so one short batch each.
     # (SQLite's cursor reports no row count at this hook, so the sizes are read from `counts`.)
     assert deletes == [
         *["activation_tokens"] * 4,
         *["password_reset_tokens"] * 4,
         *["refresh_tokens"] * 4,
+        "mfa_challenges",
         "security_events",
     ]
     assert token_counts(redis_app) == {name: (0, 3) for name in token_counts(redis_app)}
