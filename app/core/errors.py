@@ -44,6 +44,7 @@ class NextStep:
 
     ASK_ACTIVATION_LINK = "ask_activation_link"
     ASK_RESET_LINK = "ask_reset_link"
+    TURN_ON_MFA = "turn_on_mfa"
 
 
 class InvalidInput(DomainError, status=422, title="Unprocessable Content"): ...

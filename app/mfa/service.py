@@ -1,5 +1,5 @@
 """The use cases of two-factor on the person's own account: set it up, confirm it, turn it
-off, renew the recovery codes.
+off, renew the recovery codes; and an admin's reset of a locked-out person's factor.
 
 Turning it off and renewing the codes also prove the password, which app/passwords checks
 before it calls `turn_off` or `renew_recovery_codes` (it builds on this package). Each use
@@ -119,6 +119,20 @@ def _prove_factor(user: User, code: str) -> None:
     if spend_code(user.id, code) is None:
         refuse_code(user.id)
         raise WrongCode(WRONG_CODE)
+
+
+def reset_by_admin(admin_id: int, user: User) -> User:
+    """An admin turns off the factor of a person locked out of it: every login of the person
+    ends, the event names the admin, and the person is told. Already off: unchanged (a
+    pending setup is dropped)."""
+    was_on = remove_factor(user)
+    if was_on:
+        end_all_logins(user.id)
+        record_change(user, EventType.MFA_RESET, actor_id=admin_id)
+    db.session.commit()
+    change = {"mfa_enabled": {"from": was_on, "to": False}}
+    audit("admin_mfa_reset", admin_id=admin_id, target_id=user.id, change=change)
+    return user
 
 
 REENCRYPT_BATCH = 500

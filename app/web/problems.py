@@ -35,6 +35,9 @@ DATABASE_RETRY_AFTER = 5
 NEXT_STEPS = {
     NextStep.ASK_ACTIVATION_LINK: "Ask for a new activation link with POST /auth/activate/resend.",
     NextStep.ASK_RESET_LINK: "Ask for a new reset link with POST /auth/password/forgot.",
+    NextStep.TURN_ON_MFA: (
+        "Turn on two-factor with POST /auth/mfa/totp/setup and /auth/mfa/totp/confirm."
+    ),
 }
 
 
