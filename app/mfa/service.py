@@ -68,19 +68,16 @@ def confirm(user: User, code: str, keep_family: str) -> list[str]:
     factor = None if user.mfa_enabled else db.session.get(TotpFactor, user.id)
     if factor is None:
         raise Conflict(ALREADY_ON if user.mfa_enabled else "No two-factor setup is pending.")
-    secret = read_secret(factor)
-    typed = totp.as_typed(code)
-    step = totp.matching_step(secret, typed, utcnow()) if totp.is_totp_code(typed) else None
-    if step is None:
+    # Spent like any code (a pending factor has no recovery codes yet): the code that
+    # confirmed cannot sign in as well.
+    if spend_code(user.id, code) is None:
         raise WrongCode("The code is wrong: enter the code your app shows now.")
-    # The code that confirmed cannot sign in as well.
-    factor.last_used_step = step
     # The flag decides: of two confirmations at once, one turns it on.
     turned_on = sa.update(User).where(User.id == user.id, User.mfa_enabled.is_(False))
     if rows_changed(turned_on.values(mfa_enabled=True)) != 1:
         db.session.rollback()
         raise Conflict(ALREADY_ON)
-    codes = replace_recovery_codes(user.id, secret)
+    codes = replace_recovery_codes(user.id, read_secret(factor))
     end_all_logins(user.id, keep_family=keep_family)
     record_change(user, EventType.MFA_ENABLED)
     db.session.commit()
