@@ -6,7 +6,6 @@ asserts what the person would observe."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +13,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.support.http import PASSWORD, Accounts, assert_401, assert_problem, bearer, login
+from tests.support.http import (
+    PASSWORD,
+    Accounts,
+    assert_401,
+    assert_problem,
+    at_once,
+    bearer,
+    login,
+)
 from tests.support.mail import Mailbox
 from tests.support.mfa import (
     STEP,
@@ -166,28 +173,15 @@ def test_one_code_sent_twice_at_once_signs_in_once(
             code = authenticator.next_code()
             token = mfa_token_of(accounts.client, ADA)
             other = token if tokens == "one" else mfa_token_of(accounts.client, ADA)
-            statuses = at_the_same_moment([(first, token, code), (second, other, code)])
+            # at_once hands each request a client of `first`; the other makes one of `second`.
+            statuses = at_once(
+                first,
+                [
+                    lambda c, t=token, k=code: second_step(c, t, k),
+                    lambda _c, t=other, k=code: second_step(second.test_client(), t, k),
+                ],
+            )
             assert statuses == [200, 401], tokens
-
-
-def at_the_same_moment(attempts: list[tuple[Flask, str, str]]) -> list[int]:
-    barrier = threading.Barrier(len(attempts))
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def run(app: Flask, token: str, code: str) -> None:
-        client = app.test_client()
-        barrier.wait()
-        status = second_step(client, token, code).status_code
-        with lock:
-            statuses.append(status)
-
-    threads = [threading.Thread(target=run, args=attempt) for attempt in attempts]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    return sorted(statuses)
 
 
 def test_a_password_reset_signs_no_one_in_and_the_next_login_meets_the_second_step(
