@@ -84,10 +84,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_keys(app)
     install_hooks()
 
-    # Every API URL's handler, in one list. The two families the service is about, each
-    # route found from the package that owns it: /auth (signing up and in, the caller's own
-    # account) and /admin; then what serves other services and operators. (/docs and
-    # /openapi.json: init_docs and flask-smorest.)
+    # Every API URL's handler, in one list: the two families the service is about, /auth
+    # (signing up and in, the caller's own account) and /admin, each route found from the
+    # package that owns it; then what serves others. (/docs, /openapi.json: init_docs, smorest.)
     auth = [
         signup_routes.blp,  # /auth/register, /auth/activate, /auth/password/forgot|reset
         password_routes.blp,  # /auth/login, /auth/password/change, /auth/mfa/totp (DELETE)…
