@@ -1,7 +1,7 @@
 """The accounts service. `create_app()` builds it (app/factory.py).
 
-Importing the package loads nothing else: gunicorn.conf.py imports app.config and
-app.access_log in gunicorn's master, and a master that had imported the app would hand its
+Importing the package loads nothing else: gunicorn.conf.py imports app.core.config and
+app.web.access_log in gunicorn's master, and a master that had imported the app would hand its
 copy to every worker it forks, so a reload (SIGHUP) would go on serving the old code.
 """
 

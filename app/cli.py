@@ -1,5 +1,5 @@
 """Flask CLI commands: `flask --app wsgi seed-groups | create-admin | cleanup-tokens | keys … |
-outbox … | rq …`."""
+mfa … | outbox … | rq …`."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from app.courier.worker import run_worker
 from app.identity.models import GroupName, User, UserProfile
 from app.identity.users import find_user_by_email, get_group, seed_groups
 from app.keys.cli import keys_cli
+from app.mfa.cli import mfa_cli
 from app.passwords.hashing import hash_password
 from app.passwords.service import set_password
 from app.passwords.strength import check_password_strength
@@ -158,5 +159,6 @@ def register_cli(app: Flask) -> None:
     for command in (seed_groups_command, create_admin_command, cleanup_tokens_command):
         app.cli.add_command(command)
     app.cli.add_command(keys_cli)
+    app.cli.add_command(mfa_cli)
     app.cli.add_command(rq_cli)
     app.cli.add_command(outbox_cli)

@@ -24,6 +24,7 @@ from app.identity import media
 from app.identity.storage import init_storage
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
+from app.mfa import routes as mfa_routes
 from app.passwords import routes as password_routes
 from app.sessions import routes as session_routes
 from app.sessions.access_tokens import jwt
@@ -83,13 +84,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_keys(app)
     install_hooks()
 
-    # Every API URL's handler, in one list. The two families the service is about, each
-    # route found from the package that owns it: /auth (signing up and in, the caller's own
-    # account) and /admin; then what serves other services and operators. (/docs and
-    # /openapi.json: init_docs and flask-smorest.)
+    # Every API URL's handler, in one list: the two families the service is about, /auth
+    # (signing up and in, the caller's own account) and /admin, each route found from the
+    # package that owns it; then what serves others. (/docs, /openapi.json: init_docs, smorest.)
     auth = [
         signup_routes.blp,  # /auth/register, /auth/activate, /auth/password/forgot|reset
-        password_routes.blp,  # /auth/login, /auth/password/change
+        password_routes.blp,  # /auth/login, /auth/password/change, /auth/mfa/totp (DELETE)…
+        mfa_routes.blp,  # /auth/mfa/totp/setup|confirm, /auth/login/mfa
         session_routes.blp,  # /auth/refresh, /auth/logout
         account_routes.blp,  # /auth/me, /auth/me/profile, /auth/me/avatar
     ]

@@ -26,9 +26,13 @@ _NOT_FOUND = "No user with this id"
 @blp.arguments(schemas.UserFilterSchema, location="query", unknown=RAISE)
 @blp.response(200, schemas.UserPageSchema)
 def list_users(query: dict[str, Any]) -> service.UserPage:
-    """Users in id order, filtered by email substring, group and state; paginated."""
+    """Users in id order, filtered by email substring, group, state and two-factor;
+    paginated."""
     user_filter = service.UserFilter(
-        email=query.get("email"), group=query.get("group"), is_active=query.get("is_active")
+        email=query.get("email"),
+        group=query.get("group"),
+        is_active=query.get("is_active"),
+        mfa_enabled=query.get("mfa_enabled"),
     )
     return service.list_users(user_filter, query["page"], query["per_page"])
 
@@ -70,6 +74,16 @@ def deactivate_user(user_id: int) -> Any:
 def change_group(body: dict[str, Any], user_id: int) -> Any:
     """Move the user to another group; it applies on the user's next request."""
     return service.change_group(current_caller().id, user_id, body["group"])
+
+
+@blp.route("/users/<id:user_id>/mfa/reset", methods=["POST"])
+@authenticated(GroupName.ADMIN)
+@blp.response(200, UserSchema)
+@blp.alt_response(404, description=_NOT_FOUND)
+def reset_mfa(user_id: int) -> Any:
+    """Turn off the two-factor of a person locked out of it; every login of the person ends
+    and they are told by email (already off: unchanged)."""
+    return service.reset_mfa(current_caller().id, user_id)
 
 
 @blp.route("/users/<id:user_id>/events", methods=["GET"])

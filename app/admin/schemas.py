@@ -18,6 +18,7 @@ class UserFilterSchema(Schema):
     )
     group = fields.Enum(GroupName)
     is_active = fields.Boolean()
+    mfa_enabled = fields.Boolean()
     # The upper bound keeps OFFSET inside a bigint on PostgreSQL.
     page = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
     per_page = fields.Integer(load_default=20, validate=validate.Range(min=1, max=MAX_PER_PAGE))

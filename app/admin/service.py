@@ -20,6 +20,7 @@ from app.identity.models import GroupName, User, UserGroup
 from app.identity.users import get_group, keep_an_active_admin
 from app.links.models import ActivationToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
+from app.mfa import service as mfa
 from app.sessions.refresh_tokens import end_all_logins
 
 
@@ -28,6 +29,7 @@ class UserFilter:
     email: str | None = None
     group: GroupName | None = None
     is_active: bool | None = None
+    mfa_enabled: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ def list_users(user_filter: UserFilter, page: int, per_page: int) -> UserPage:
         conditions.append(User.group.has(UserGroup.name == user_filter.group))
     if user_filter.is_active is not None:
         conditions.append(User.is_active.is_(user_filter.is_active))
+    if user_filter.mfa_enabled is not None:
+        conditions.append(User.mfa_enabled.is_(user_filter.mfa_enabled))
     total = db.session.scalar(sa.select(sa.func.count(User.id)).where(*conditions)) or 0
     items = db.session.scalars(
         sa.select(User)
@@ -114,6 +118,11 @@ def change_group(admin_id: int, user_id: int, group: GroupName) -> User:
     db.session.commit()
     _audit("admin_group_changed", admin_id, user, group=(previous.value, group.value))
     return user
+
+
+def reset_mfa(admin_id: int, user_id: int) -> User:
+    """Turn off the person's two-factor (they lost the app and their recovery codes)."""
+    return mfa.reset_by_admin(admin_id, get_user(user_id))
 
 
 def _audit(event: str, admin_id: int, user: User, **change: tuple[Any, Any]) -> None:

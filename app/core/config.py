@@ -149,6 +149,10 @@ def _token_settings(env: dict[str, str]) -> dict[str, Any]:
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
         # Security events older than this are deleted by the scheduled clean-up.
         "SECURITY_EVENT_RETENTION_DAYS": _int(env, "SECURITY_EVENT_RETENTION_DAYS", 90),
+        # The name authenticator apps show beside the account (the contract's RP name).
+        "TOTP_ISSUER": env.get("TOTP_ISSUER") or "Cinema",
+        # Admins without two-factor get 403 on the admin endpoints.
+        "ADMIN_MFA_REQUIRED": _bool(env.get("ADMIN_MFA_REQUIRED"), False),
     }
 
 

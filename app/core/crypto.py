@@ -19,16 +19,18 @@ from flask import current_app
 INFO_PREFIX = b"cinema-accounts/"
 
 
-def derive_key(purpose: str) -> bytes:
-    """32 bytes for `purpose` (e.g. "email-outbox"), from SECRET_KEY."""
+def derive_key(purpose: str, secret_key: str | None = None) -> bytes:
+    """32 bytes for `purpose` (e.g. "email-outbox"), from SECRET_KEY (or from `secret_key`,
+    a previous one, to read what it encrypted)."""
+    root = secret_key if secret_key is not None else current_app.config["SECRET_KEY"]
     return HKDF(
         algorithm=SHA256(), length=32, salt=None, info=INFO_PREFIX + purpose.encode()
-    ).derive(current_app.config["SECRET_KEY"].encode())
+    ).derive(root.encode())
 
 
-def fernet_for(purpose: str) -> Fernet:
+def fernet_for(purpose: str, secret_key: str | None = None) -> Fernet:
     """Authenticated encryption (AES-128-CBC + HMAC-SHA256) with the key of `purpose`."""
-    return Fernet(base64.urlsafe_b64encode(derive_key(purpose)))
+    return Fernet(base64.urlsafe_b64encode(derive_key(purpose, secret_key)))
 
 
 def hash_token(token: str) -> str:

@@ -45,6 +45,7 @@ class NextStep:
     ASK_ACTIVATION_LINK = "ask_activation_link"
     ASK_RESET_LINK = "ask_reset_link"
     ASK_EMAIL_CHANGE_LINK = "ask_email_change_link"
+    TURN_ON_MFA = "turn_on_mfa"
 
 
 class InvalidInput(DomainError, status=422, title="Unprocessable Content"): ...
@@ -75,6 +76,9 @@ class ContentTooLarge(DomainError, status=413, title="Content Too Large"): ...
 
 
 class UnsupportedImage(DomainError, status=415): ...
+
+
+class WrongCode(DomainError, status=400, title="Wrong Code"): ...
 
 
 class TooManyAttempts(DomainError, status=429):

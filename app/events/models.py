@@ -26,6 +26,12 @@ class EventType(enum.StrEnum):
     GROUP_CHANGED = "group_changed"
     DEACTIVATED = "deactivated"
     DELETED = "deleted"
+    MFA_ENABLED = "mfa_enabled"
+    MFA_DISABLED = "mfa_disabled"
+    MFA_RESET = "mfa_reset"
+    MFA_FAILED = "mfa_failed"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
 
 
 class SecurityEvent(db.Model):  # type: ignore[name-defined]

@@ -43,6 +43,9 @@ class User(db.Model):  # type: ignore[name-defined]
     # Set when an admin deactivates the account: unlike a never-activated one, it may not
     # activate itself again with a new emailed link.
     deactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Two-factor sign-in is on (app/mfa/ keeps the factor): on the user's row, so the guard's
+    # one read of the caller and the admin list's filter see it without another query.
+    mfa_enabled: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     group_id: Mapped[int] = mapped_column(
         sa.ForeignKey("user_groups.id", ondelete="RESTRICT"), index=True
     )

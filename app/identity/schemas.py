@@ -32,6 +32,9 @@ class UserSchema(Schema):
     group = fields.Function(
         lambda user: user.group_name.value, metadata={"enum": [g.value for g in GroupName]}
     )
+    mfa_enabled = fields.Boolean(
+        required=True, metadata={"description": "Two-factor sign-in is on"}
+    )
     created_at = fields.AwareDateTime(required=True)
     updated_at = fields.AwareDateTime(required=True)
     profile = fields.Nested(ProfileSchema, allow_none=True)

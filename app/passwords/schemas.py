@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from app.mfa.schemas import Code
 from app.passwords.strength import MAX_LENGTH
 from app.web.schemas import NormalisedEmail
 
@@ -24,3 +25,10 @@ class CredentialsSchema(Schema):
 class PasswordChangeSchema(Schema):
     old_password = Password()
     new_password = Password()
+
+
+class PasswordAndCodeSchema(Schema):
+    """Both factors, for a change of the second one."""
+
+    password = Password()
+    code = Code()

@@ -26,15 +26,18 @@ from app.identity.models import User
 from app.identity.users import find_user_by_email
 from app.links.models import EmailChangeToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
+from app.mfa import service as mfa
+from app.mfa.second_step import start_login
 from app.passwords import hashing
 from app.passwords.strength import check_password_strength
-from app.sessions.refresh_tokens import end_all_logins, issue_token_pair
+from app.sessions.refresh_tokens import end_all_logins
 
 WRONG_CREDENTIALS = "The email or password is wrong."
 
 
 def login(email: str, password: str) -> dict[str, Any]:
-    """Start a login with the account's email and password: a new token pair.
+    """Start a login with the account's email and password: a new token pair, or the
+    two-factor step when the account has it on (app/mfa/second_step.py decides).
 
     An unknown email costs the same argon2 check as a wrong password, and both answer the
     same 401; only the password's holder learns that the account is not active (403). A
@@ -60,19 +63,13 @@ def login(email: str, password: str) -> dict[str, Any]:
         )
     if hashing.needs_rehash(user.password_hash):
         user.password_hash = hashing.hash_password(password)
-    pair = issue_token_pair(user)
-    record_event(EventType.LOGIN_SUCCEEDED, user.id)
-    db.session.commit()
-    audit("login_succeeded", user_id=user.id)
-    return pair
+    return start_login(user)
 
 
 def change_password(user: User, old_password: str, new_password: str) -> None:
     """Change the password of a signed-in user who proves the current one (WrongPassword
     otherwise); every login of the account ends, as with any new password."""
-    if not hashing.verify_password(user.password_hash, old_password):
-        audit("password_change_failed", user_id=user.id)
-        raise WrongPassword("The current password is wrong.")
+    check_current_password(user, old_password, refusal="password_change_failed")
     set_password(user, new_password, field="new_password")
     record_event(EventType.PASSWORD_CHANGED, user.id)
     db.session.commit()
@@ -101,3 +98,24 @@ def set_password(user: User, new_password: str, field: str) -> None:
             user_id=user.id,
             changed_at=utcnow(),
         )
+
+
+def check_current_password(user: User, password: str, refusal: str) -> None:
+    """WrongPassword unless `password` is the signed-in user's own (a change of the password
+    or of the second factor proves it); `refusal` names the audit line of a wrong one."""
+    if not hashing.verify_password(user.password_hash, password):
+        audit(refusal, user_id=user.id)
+        raise WrongPassword("The current password is wrong.")
+
+
+def turn_off_two_factor(user: User, password: str, code: str, keep_family: str) -> None:
+    """Turn two-factor off, proving both factors: the password, and a code of the app (or a
+    recovery code). Every other login of the account ends."""
+    check_current_password(user, password, refusal="mfa_change_refused")
+    mfa.turn_off(user, code, keep_family)
+
+
+def renew_recovery_codes(user: User, password: str, code: str) -> list[str]:
+    """New recovery codes, proving both factors; the old codes die."""
+    check_current_password(user, password, refusal="mfa_change_refused")
+    return mfa.renew_recovery_codes(user, code)

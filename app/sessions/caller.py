@@ -5,7 +5,7 @@ it, and the ORM's identity map and eager-loading path cost several times the que
 (issue 14). A route that changes the account loads the `User` it changes
 (`guard.load_caller_user`).
 
-The statement's columns are the two records' fields in order: a Caller's six, the profile
+The statement's columns are the two records' fields in order: a Caller's seven, the profile
 row's id (None: no profile), a CallerProfile's fields, then whether the login is live: its
 record (`sessions`, one row by its unique family id) is neither ended nor expired.
 """
@@ -44,6 +44,7 @@ class Caller:
     group_name: GroupName
     created_at: datetime
     updated_at: datetime
+    mfa_enabled: bool
     profile: CallerProfile | None
 
 
@@ -72,6 +73,7 @@ _CALLER = prepared(
         _groups.c.name,
         _users.c.created_at,
         _users.c.updated_at,
+        _users.c.mfa_enabled,
         _profiles.c.id,
         *_PROFILE_COLUMNS,
         _LIVE_LOGIN,
@@ -95,7 +97,7 @@ def load_caller(user_id: int, family: str) -> tuple[Caller | None, bool]:
     if row is None:
         return None, False
     values: tuple[Any, ...] = tuple(row)
-    id_, email, is_active, group_name, created_at, updated_at, profile_id = values[:7]
-    profile = None if profile_id is None else CallerProfile(*values[7:-1])
-    caller = Caller(id_, email, is_active, group_name, created_at, updated_at, profile)
+    id_, email, is_active, group_name, created_at, updated_at, mfa_enabled, profile_id = values[:8]
+    profile = None if profile_id is None else CallerProfile(*values[8:-1])
+    caller = Caller(id_, email, is_active, group_name, created_at, updated_at, mfa_enabled, profile)
     return caller, not values[-1]

@@ -16,12 +16,12 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import flask_smorest
-from flask import g
+from flask import current_app, g
 from flask_jwt_extended import decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import ExpiredSignatureError, InvalidTokenError
 
-from app.core.errors import NotAuthenticated, PermissionDenied
+from app.core.errors import NextStep, NotAuthenticated, PermissionDenied
 from app.identity.models import GroupName, User
 from app.identity.users import ACCOUNT_GONE, active_user
 from app.sessions.access_tokens import login_named_by
@@ -85,6 +85,8 @@ def authenticated(*groups: GroupName) -> Callable[[F], F]:
             caller = authenticate()
             if groups and caller.group_name not in groups:
                 raise PermissionDenied("Your group may not do this.")
+            if groups:
+                _second_factor_of_admins(caller)
             g.caller = caller
             return fn(*args, **kwargs)
 
@@ -92,6 +94,16 @@ def authenticated(*groups: GroupName) -> Callable[[F], F]:
         return documented(guarded)  # type: ignore[no-any-return]
 
     return decorator
+
+
+def _second_factor_of_admins(caller: Caller) -> None:
+    """ADMIN_MFA_REQUIRED: an admin's password alone holds the keys to every account, so the
+    endpoints kept to staff refuse an admin without two-factor."""
+    required = current_app.config["ADMIN_MFA_REQUIRED"]
+    if required and caller.group_name == GroupName.ADMIN and not caller.mfa_enabled:
+        raise PermissionDenied(
+            "Admins must sign in with two-factor here.", next_step=NextStep.TURN_ON_MFA
+        )
 
 
 STAFF = (GroupName.MODERATOR, GroupName.ADMIN)

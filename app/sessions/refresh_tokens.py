@@ -218,10 +218,11 @@ def end_login(family_id: str) -> None:
     end_logins(LoginSession.family_id == family_id)
 
 
-def end_all_logins(user_id: int, except_family: str | None = None) -> None:
+def end_all_logins(user_id: int, keep_family: str | None = None) -> None:
     """End every login of the user (a password change, a deactivation), or every one but
-    `except_family` (an email change keeps the login that asked for it)."""
-    keep = [] if except_family is None else [LoginSession.family_id != except_family]
+    `keep_family`: the login that made the change (an email change, two-factor turned on
+    or off)."""
+    keep = [] if keep_family is None else [LoginSession.family_id != keep_family]
     end_logins(LoginSession.user_id == user_id, *keep)
 
 

@@ -81,7 +81,7 @@ def confirm_email_change(secret: str) -> User:
     except IntegrityError as exc:  # registered since the check above
         db.session.rollback()
         raise Conflict(EMAIL_TAKEN) from exc
-    end_all_logins(user.id, except_family=token.family_id)
+    end_all_logins(user.id, keep_family=token.family_id)
     drop_email_tokens(user.id, PasswordResetToken)
     record_event(EventType.EMAIL_CHANGED, user.id)
     db.session.commit()

@@ -43,6 +43,9 @@ NEXT_STEPS = {
     NextStep.ASK_EMAIL_CHANGE_LINK: (
         "Sign in and ask for the change again with POST /auth/email/change."
     ),
+    NextStep.TURN_ON_MFA: (
+        "Turn on two-factor with POST /auth/mfa/totp/setup and /auth/mfa/totp/confirm."
+    ),
 }
 
 

@@ -181,6 +181,7 @@ def test_the_list_is_a_page_of_full_user_objects_in_id_order(staff: Staff) -> No
         "email",
         "is_active",
         "group",
+        "mfa_enabled",
         "created_at",
         "updated_at",
         "profile",
@@ -524,7 +525,7 @@ def test_the_openapi_document_describes_the_admin_routes(client: FlaskClient) ->
     paths = client.get("/openapi.json").json["paths"]
     assert "get" in paths["/admin/users"]
     names = {p["name"] for p in paths["/admin/users"]["get"]["parameters"]}
-    assert names == {"email", "group", "is_active", "page", "per_page"}
+    assert names == {"email", "group", "is_active", "mfa_enabled", "page", "per_page"}
     for suffix in ("", "/activate", "/deactivate", "/change-group"):
         assert f"/admin/users/{{user_id}}{suffix}" in paths
         (user_id,) = paths[f"/admin/users/{{user_id}}{suffix}"]["parameters"]

@@ -80,7 +80,9 @@ def claims(token: str) -> dict[str, Any]:
     return decoded
 
 
-USER_KEYS = {"id", "email", "is_active", "group", "created_at", "updated_at", "profile"}
+USER_KEYS = {
+    *("id", "email", "is_active", "group", "mfa_enabled", "created_at", "updated_at", "profile"),
+}
 
 
 def at_once(app: Flask, requests: list[Callable[[Any], Any]]) -> list[int]:
