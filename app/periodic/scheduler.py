@@ -83,16 +83,18 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
         self.periodic = periodic
 
     def register(self, periodic: Periodic) -> bool:
-        """Schedule `periodic` unless it is scheduled with its interval; return whether
-        this call (re)registered it. The fixed job id means two schedulers registering at
-        once write the same entry, never two; a registered entry is left alone, so a
-        restart or a second scheduler neither moves the next run nor runs it again."""
-        if self._registered_interval(periodic.job_id) == periodic.every:
+        """Schedule `periodic` unless it is scheduled as it is now (its function and its
+        interval); return whether this call (re)registered it. The fixed job id means two
+        schedulers registering at once write the same entry, never two; a registered entry
+        is left alone, so a restart or a second scheduler neither moves the next run nor
+        runs it again. An entry an older release wrote, naming a function that has moved
+        since, is replaced: a worker could no longer import it."""
+        if self._registered_as(periodic):
             return False
         # Schedulers starting together (or finding Redis empty together) take turns, and
         # the later one finds the entry made: two entries would start two cadences.
         with self.connection.lock(REGISTER_LOCK.format(job_id=periodic.job_id), timeout=10):
-            if self._registered_interval(periodic.job_id) == periodic.every:
+            if self._registered_as(periodic):
                 return False
             self.cancel(periodic.job_id)
             self.schedule(
@@ -107,15 +109,18 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
             )
         return True
 
-    def _registered_interval(self, job_id: str) -> int | None:
-        if job_id not in self:
-            return None
+    def _registered_as(self, periodic: Periodic) -> bool:
+        if periodic.job_id not in self:
+            return False
         try:
-            job = Job.fetch(job_id, connection=self.connection)
+            job = Job.fetch(periodic.job_id, connection=self.connection)
         except NoSuchJobError:
-            return None
+            return False
         interval = job.meta.get("interval")
-        return int(interval) if interval is not None else None
+        function = f"{periodic.func.__module__}.{periodic.func.__qualname__}"
+        return (
+            interval is not None and int(interval) == periodic.every and (job.func_name == function)
+        )
 
     def register_all(self) -> list[Periodic]:
         """Register whatever is missing; return what was."""
