@@ -50,6 +50,8 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 TABLES_CHILD_FIRST = [
+    "webauthn_challenges",
+    "passkeys",
     "security_events",
     "email_outbox",
     "refresh_tokens",

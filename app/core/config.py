@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 
@@ -106,6 +107,10 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # The S3 address browsers can reach, when it differs from S3_ENDPOINT_URL.
         "S3_PUBLIC_ENDPOINT_URL": env.get("S3_PUBLIC_ENDPOINT_URL") or None,
         "UPLOAD_DIR": str(instance / "uploads"),
+        # Passkeys: unset, the RP id and the one origin follow PUBLIC_BASE_URL (derive_settings).
+        "WEBAUTHN_RP_ID": env.get("WEBAUTHN_RP_ID") or None,
+        "WEBAUTHN_RP_NAME": env.get("WEBAUTHN_RP_NAME") or "Cinema",
+        "WEBAUTHN_ORIGINS": env.get("WEBAUTHN_ORIGINS") or None,
     }
 
 
@@ -152,6 +157,7 @@ def derive_settings(config: dict[str, Any]) -> dict[str, Any]:
     refuse an unusable or, in production, unsafe configuration (ConfigError)."""
     config["SQLALCHEMY_DATABASE_URI"] = with_psycopg2(str(config["SQLALCHEMY_DATABASE_URI"]))
     _limiter_settings(config)
+    _webauthn_settings(config)
     # Access tokens are signed by app.keys with EdDSA; decoding accepts that one algorithm,
     # our issuer and our audience, whatever a token's header asks for (flask-jwt-extended
     # adds JWT_ALGORITHM, HS256 by default, to the accepted ones, hence set here too).
@@ -190,6 +196,18 @@ def _refuse_unusable(config: dict[str, Any]) -> None:
     problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
     if problems:
         raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
+
+
+def _webauthn_settings(config: dict[str, Any]) -> None:
+    """The passkeys' RP id (a host name) and the origins a ceremony may come from (a list):
+    by default those of PUBLIC_BASE_URL, the address browsers reach the service at."""
+    public = urlsplit(config["PUBLIC_BASE_URL"])
+    config["WEBAUTHN_RP_ID"] = config.get("WEBAUTHN_RP_ID") or public.hostname or "localhost"
+    origins = config.get("WEBAUTHN_ORIGINS") or f"{public.scheme}://{public.netloc}"
+    if isinstance(origins, str):
+        origins = [origin.strip().rstrip("/") for origin in origins.split(",") if origin.strip()]
+    config["WEBAUTHN_ORIGINS"] = origins
+    config.setdefault("WEBAUTHN_RP_NAME", "Cinema")
 
 
 def _limiter_settings(config: dict[str, Any]) -> None:

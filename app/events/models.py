@@ -26,6 +26,10 @@ class EventType(enum.StrEnum):
     GROUP_CHANGED = "group_changed"
     DEACTIVATED = "deactivated"
     DELETED = "deleted"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    # A valid signature whose counter did not move forward: a copy of the authenticator.
+    PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
 
 
 class SecurityEvent(db.Model):  # type: ignore[name-defined]
