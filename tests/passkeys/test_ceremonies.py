@@ -56,7 +56,7 @@ def test_register_then_sign_in_starts_a_login(
     passkey = add_passkey(client, token, phone, name="My phone")
     assert set(passkey) == {"id", "name", "created_at", "last_used_at", "backed_up", "transports"}
     assert passkey["last_used_at"] is None and passkey["transports"] == ["internal"]
-    assert "\"My phone\" was added" in mailbox.text(mailbox.to(EMAIL)[-1])
+    assert '"My phone" was added' in mailbox.text(mailbox.to(EMAIL)[-1])
 
     response = sign_in(client, phone)
     assert response.status_code == 200, response.json
