@@ -4,49 +4,57 @@ and the passkey as the API shows it."""
 
 from __future__ import annotations
 
-from marshmallow import INCLUDE, Schema, fields, validate
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from app.passkeys.models import NAME_LENGTH
 from app.web.schemas import no_nul
 
 B64URL = {"description": "base64url, unpadded", "pattern": "^[A-Za-z0-9_-]*$"}
-# Credential ids are at most 1023 bytes; the client data and authenticator data a few KB.
-LONG_B64URL = validate.Length(max=16384)
 
 
-def _b64(required: bool = True, **kwargs: object) -> fields.String:
+def _b64(max_length: int, required: bool = True, **kwargs: Any) -> fields.String:
     return fields.String(
         required=required,
-        validate=[LONG_B64URL, validate.Regexp(B64URL["pattern"])],
+        validate=[validate.Length(max=max_length), validate.Regexp(B64URL["pattern"])],
         metadata={"description": B64URL["description"]},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
+
+
+# Sizes: a credential id is at most 1023 bytes (1364 in base64url); the rest as browsers
+# write them with room to spare, and all together within the 16 KiB JSON body cap.
+CREDENTIAL_ID = 1368
 
 
 class _Response(Schema):
     class Meta:
-        unknown = INCLUDE  # what browsers add (publicKey, authenticatorData copies) is ignored
+        unknown = EXCLUDE  # what a browser adds beyond these, py_webauthn does not read
 
-    clientDataJSON = _b64()
-    attestationObject = _b64(required=False)
-    authenticatorData = _b64(required=False)
-    signature = _b64(required=False)
-    userHandle = _b64(required=False, allow_none=True)
-    transports = fields.List(fields.String(validate=validate.Length(max=32)), required=False)
+    clientDataJSON = _b64(2048)
+    attestationObject = _b64(4096, required=False)
+    authenticatorData = _b64(2048, required=False)
+    signature = _b64(1024, required=False)
+    userHandle = _b64(128, required=False, allow_none=True)
+    transports = fields.List(
+        fields.String(validate=validate.Length(max=32)), validate=validate.Length(max=8)
+    )
 
 
 class CredentialSchema(Schema):
     """A PublicKeyCredential as `credential.toJSON()` writes it."""
 
     class Meta:
-        unknown = INCLUDE
+        unknown = EXCLUDE  # clientExtensionResults and the like: no extension is asked for
 
-    id = _b64()
-    rawId = _b64()
+    id = _b64(CREDENTIAL_ID)
+    rawId = _b64(CREDENTIAL_ID)
     type = fields.String(required=True, validate=validate.OneOf(["public-key"]))
     response = fields.Nested(_Response, required=True)
-    authenticatorAttachment = fields.String(allow_none=True, required=False)
-    clientExtensionResults = fields.Dict(required=False)
+    authenticatorAttachment = fields.String(
+        allow_none=True, validate=validate.OneOf(["platform", "cross-platform"])
+    )
 
 
 class RegisterSchema(Schema):
