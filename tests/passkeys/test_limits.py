@@ -4,13 +4,16 @@ sign-in, and a challenge store that asking again and again does not grow."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import sqlalchemy as sa
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
 
-from app.core.db import db
+from app.core.db import db, utcnow
 from app.passkeys.challenges import MAX_LIVE
+from app.periodic.cleanup import delete_expired_tokens
 from tests.passkeys.authenticator import Authenticator
 from tests.support.http import Accounts, assert_problem, bearer
 
@@ -54,3 +57,13 @@ def test_the_passkey_endpoints_are_limited_per_address(
         for _ in range(11)
     ]
     assert mine == [200] * 10 + [429]
+
+
+def test_the_scheduled_cleanup_deletes_expired_challenges(client: FlaskClient, app: Flask) -> None:
+    client.post("/auth/passkeys/login/options", json={})
+    with time_machine.travel(utcnow() + timedelta(minutes=4), tick=False):
+        client.post("/auth/passkeys/login/options", json={})
+    later = utcnow() + timedelta(minutes=5, seconds=1)
+    with time_machine.travel(later, tick=False), app.app_context():
+        assert delete_expired_tokens()["webauthn_challenges"] == 1
+    assert challenges(app) == 1
