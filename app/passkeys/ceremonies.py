@@ -33,7 +33,7 @@ from webauthn.helpers.structs import (
 
 from app.core.crypto import derive_key
 from app.core.db import db, utcnow
-from app.core.errors import Conflict, InvalidPasskey, NotAuthenticated
+from app.core.errors import InvalidPasskey, NotAuthenticated
 from app.core.log import audit
 from app.events.models import EventType
 from app.events.service import record_event
@@ -52,7 +52,6 @@ ALGORITHMS = [
 ]
 NOT_VERIFIED = "The passkey could not be verified."
 UNKNOWN_CHALLENGE = "The challenge is unknown, already used or expired: ask for new options."
-REGISTERED = "This passkey is already registered."
 
 
 def _user_handle(user_id: int) -> bytes:
@@ -129,9 +128,6 @@ def register_passkey(user: User, credential: dict[str, Any], name: str | None) -
     except WebAuthnException as error:
         audit("passkey_registration_refused", user_id=user.id, reason=str(error)[:200])
         raise InvalidPasskey(f"{NOT_VERIFIED} {error}") from None
-    taken = sa.select(Passkey.id).where(Passkey.credential_id == verified.credential_id)
-    if db.session.scalar(taken) is not None:
-        raise Conflict(REGISTERED)
     passkey = Passkey(
         user_id=user.id,
         credential_id=verified.credential_id,

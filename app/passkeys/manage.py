@@ -8,9 +8,10 @@ kind per few minutes, as the password's notice). The last way to sign in is neve
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 
 from app.core.db import db, utcnow
-from app.core.errors import UserNotFound
+from app.core.errors import Conflict, UserNotFound
 from app.core.log import audit
 from app.courier.messages import queue_message
 from app.courier.quota import notice_quota_allows
@@ -21,6 +22,7 @@ from app.identity.ways_in import keep_a_way_in
 from app.passkeys.models import Passkey
 
 NOT_FOUND = "No such passkey."
+REGISTERED = "This passkey is already registered."
 
 
 def passkeys_of(user: User) -> list[Passkey]:
@@ -38,8 +40,14 @@ def _mine(user: User, passkey_id: int) -> Passkey:
 
 
 def added(user: User, passkey: Passkey) -> Passkey:
-    """Keep a verified new passkey: the row, its event, its notice, committed together."""
+    """Keep a verified new passkey: the row, its event, its notice, committed together; a
+    credential id already registered (by anyone) is a Conflict."""
     db.session.add(passkey)
+    try:
+        db.session.flush()
+    except IntegrityError:  # the unique credential id: registered before, or just now
+        db.session.rollback()
+        raise Conflict(REGISTERED) from None
     record_event(EventType.PASSKEY_ADDED, user.id)
     _notify(user, "passkey_added", "A passkey was added to your cinema account", passkey)
     db.session.commit()
