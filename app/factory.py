@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Flask, request
 from flask.typing import ResponseReturnValue
+from flask_smorest import Blueprint
 from sqlalchemy.exc import DBAPIError
 
 from app.account import routes as account_routes
@@ -25,6 +26,7 @@ from app.identity.storage import init_storage
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
 from app.mfa import routes as mfa_routes
+from app.passkeys import routes as passkey_routes
 from app.passwords import routes as password_routes
 from app.sessions import routes as session_routes
 from app.sessions.access_tokens import jwt
@@ -84,24 +86,29 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_keys(app)
     install_hooks()
 
-    # Every API URL's handler, in one list: the two families the service is about, /auth
-    # (signing up and in, the caller's own account) and /admin, each route found from the
-    # package that owns it; then what serves others. (/docs, /openapi.json: init_docs, smorest.)
+    for blueprint in blueprints(app):
+        api.register_blueprint(blueprint)
+    init_docs(app)  # /docs/static/: Swagger UI's assets, kept out of /openapi.json
+    register_error_handlers(app)
+    register_cli(app)
+    return app
+
+
+def blueprints(app: Flask) -> list[Blueprint]:
+    """Every API URL's handler, in one list: the two families the service is about, /auth
+    (signing up and in, the caller's own account) and /admin, each route found from the
+    package that owns it; then what serves others. (/docs, /openapi.json: init_docs and
+    flask-smorest.)"""
     auth = [
-        signup_routes.blp,  # /auth/register, /auth/activate, /auth/password/forgot|reset
+        signup_routes.blp,  # /auth/register, /activate, /password/forgot|reset, /email/…
         password_routes.blp,  # /auth/login, /auth/password/change, /auth/mfa/totp (DELETE)…
         mfa_routes.blp,  # /auth/mfa/totp/setup|confirm, /auth/login/mfa
-        session_routes.blp,  # /auth/refresh, /auth/logout
-        account_routes.blp,  # /auth/me, /auth/me/profile, /auth/me/avatar
+        passkey_routes.blp,  # /auth/passkeys (register, sign in, manage)
+        session_routes.blp,  # /auth/refresh, /auth/logout, /auth/sessions
+        account_routes.blp,  # /auth/me (+ /profile, /avatar, /events, /export)
     ]
     admin = [admin_routes.blp]  # /admin/users
     service = [health.blp, keys_routes.blp]  # /health, /.well-known/jwks.json
     if not app.config["S3_BUCKET"]:
         service.append(media.blp)  # /media; with S3, browsers fetch avatars from the bucket
-    for blueprint in [*auth, *admin, *service]:
-        api.register_blueprint(blueprint)
-
-    init_docs(app)  # /docs/static/: Swagger UI's assets, kept out of /openapi.json
-    register_error_handlers(app)
-    register_cli(app)
-    return app
+    return [*auth, *admin, *service]

@@ -50,6 +50,8 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 TABLES_CHILD_FIRST = [
+    "webauthn_challenges",
+    "passkeys",
     "mfa_challenges",
     "mfa_recovery_codes",
     "mfa_totp_factors",

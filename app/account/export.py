@@ -17,6 +17,8 @@ from app.core.db import utcnow
 from app.events.models import SecurityEvent
 from app.events.service import all_events_of
 from app.identity.models import User
+from app.passkeys.manage import passkeys_of
+from app.passkeys.models import Passkey
 from app.sessions.summaries import SessionSummary, sessions_of
 
 
@@ -26,17 +28,19 @@ class AccountExport:
     user: User  # with its profile, as GET /auth/me shows it
     sessions: list[SessionSummary]
     security_events: list[SecurityEvent]
-    # The ways in that will come (passkeys, linked sign-in providers): none can exist yet.
-    passkeys: list[dict[str, Any]] = field(default_factory=list)
+    # Each passkey as GET /auth/passkeys shows it: no public key, no credential id.
+    passkeys: list[Passkey] = field(default_factory=list)
+    # The way in that will come (linked sign-in providers): none can exist yet.
     identities: list[dict[str, Any]] = field(default_factory=list)
 
 
 def export_account(user: User) -> AccountExport:
-    """Everything held on `user`: the account with its profile, the live logins, and every
-    security event, newest first."""
+    """Everything held on `user`: the account with its profile, the live logins, every
+    security event, newest first, and the passkeys."""
     return AccountExport(
         exported_at=utcnow(),
         user=user,
         sessions=sessions_of(user.id),
         security_events=all_events_of(user.id),
+        passkeys=passkeys_of(user),
     )

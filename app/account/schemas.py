@@ -13,6 +13,7 @@ from app.core.db import utcnow
 from app.events.schemas import EventSchema
 from app.identity.models import Gender
 from app.identity.schemas import UserSchema
+from app.passkeys.schemas import PasskeySchema
 from app.passwords.schemas import Password
 from app.web.schemas import no_nul
 
@@ -125,7 +126,9 @@ class AccountExportSchema(Schema):
         metadata={"description": "Every event kept, newest first"},
     )
     passkeys = fields.List(
-        fields.Dict(), required=True, metadata={"description": "None yet: passkeys will come"}
+        fields.Nested(PasskeySchema),
+        required=True,
+        metadata={"description": "As GET /auth/passkeys lists them, oldest first"},
     )
     identities = fields.List(
         fields.Dict(),

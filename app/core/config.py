@@ -18,7 +18,7 @@ from typing import Any
 from dotenv import find_dotenv, load_dotenv
 
 from app.core.connections import engine_options, redis_client_options
-from app.core.defaults import default_public_base_url, development_keys
+from app.core.defaults import default_public_base_url, development_keys, webauthn_settings
 from app.core.production import SIGNING_KEYS, unsafe_production_settings
 
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
@@ -109,6 +109,7 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # The S3 address browsers can reach, when it differs from S3_ENDPOINT_URL.
         "S3_PUBLIC_ENDPOINT_URL": env.get("S3_PUBLIC_ENDPOINT_URL") or None,
         "UPLOAD_DIR": str(instance / "uploads"),
+        **_ways_in_settings(env),
     }
 
 
@@ -149,10 +150,19 @@ def _token_settings(env: dict[str, str]) -> dict[str, Any]:
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
         # Security events older than this are deleted by the scheduled clean-up.
         "SECURITY_EVENT_RETENTION_DAYS": _int(env, "SECURITY_EVENT_RETENTION_DAYS", 90),
+    }
+
+
+def _ways_in_settings(env: dict[str, str]) -> dict[str, Any]:
+    return {
         # The name authenticator apps show beside the account (the contract's RP name).
         "TOTP_ISSUER": env.get("TOTP_ISSUER") or "Cinema",
         # Admins without two-factor get 403 on the admin endpoints.
         "ADMIN_MFA_REQUIRED": _bool(env.get("ADMIN_MFA_REQUIRED"), False),
+        # Passkeys: unset, the RP id and the one origin follow PUBLIC_BASE_URL (derive_settings).
+        "WEBAUTHN_RP_ID": env.get("WEBAUTHN_RP_ID") or None,
+        "WEBAUTHN_RP_NAME": env.get("WEBAUTHN_RP_NAME") or "Cinema",
+        "WEBAUTHN_ORIGINS": env.get("WEBAUTHN_ORIGINS") or None,
     }
 
 
@@ -161,6 +171,7 @@ def derive_settings(config: dict[str, Any]) -> dict[str, Any]:
     refuse an unusable or, in production, unsafe configuration (ConfigError)."""
     config["SQLALCHEMY_DATABASE_URI"] = with_psycopg2(str(config["SQLALCHEMY_DATABASE_URI"]))
     _limiter_settings(config)
+    webauthn_settings(config)
     # Access tokens are signed by app.keys with EdDSA; decoding accepts that one algorithm,
     # our issuer and our audience, whatever a token's header asks for (flask-jwt-extended
     # adds JWT_ALGORITHM, HS256 by default, to the accepted ones, hence set here too).

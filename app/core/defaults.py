@@ -7,6 +7,8 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from app.core.production import SIGNING_KEYS
 
@@ -61,3 +63,15 @@ def default_public_base_url(app_env: str, env: dict[str, str]) -> str:
     if host in LOCAL_HOSTS:
         host = "localhost"
     return f"http://{host}:{port}"
+
+
+def webauthn_settings(config: dict[str, Any]) -> None:
+    """The passkeys' RP id (a host name) and the origins a ceremony may come from (a list):
+    by default those of PUBLIC_BASE_URL, the address browsers reach the service at."""
+    public = urlsplit(config["PUBLIC_BASE_URL"])
+    config["WEBAUTHN_RP_ID"] = config.get("WEBAUTHN_RP_ID") or public.hostname or "localhost"
+    origins = config.get("WEBAUTHN_ORIGINS") or f"{public.scheme}://{public.netloc}"
+    if isinstance(origins, str):
+        origins = [origin.strip().rstrip("/") for origin in origins.split(",") if origin.strip()]
+    config["WEBAUTHN_ORIGINS"] = origins
+    config.setdefault("WEBAUTHN_RP_NAME", "Cinema")

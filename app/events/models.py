@@ -32,6 +32,10 @@ class EventType(enum.StrEnum):
     MFA_FAILED = "mfa_failed"
     RECOVERY_CODE_USED = "recovery_code_used"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
+    # A valid signature whose counter did not move forward: a copy of the authenticator.
+    PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
 
 
 class SecurityEvent(db.Model):  # type: ignore[name-defined]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from app.core.db import db
-from app.core.errors import Conflict, NotAuthenticated
+from app.core.errors import Conflict, NextStep, NotAuthenticated, PermissionDenied
+from app.core.log import audit
 from app.identity.models import GroupName, User, UserGroup
 
 # Said when a token names an account that was deleted or deactivated since it was issued.
@@ -18,6 +19,19 @@ def active_user(user_id: int) -> User:
     if user is None or not user.is_active:
         raise NotAuthenticated(ACCOUNT_GONE)
     return user
+
+
+def refuse_inactive_login(user: User) -> None:
+    """Refuse (PermissionDenied, 403) to start a login of a deactivated or never-activated
+    account, whatever the way in; said only to whoever proved to be its owner."""
+    if user.deactivated_at is not None:
+        audit("login_refused", reason="deactivated", user_id=user.id)
+        raise PermissionDenied("This account has been deactivated; contact support.")
+    if not user.is_active:
+        audit("login_refused", reason="not_activated", user_id=user.id)
+        raise PermissionDenied(
+            "This account is not activated yet.", next_step=NextStep.ASK_ACTIVATION_LINK
+        )
 
 
 def find_user_by_email(email: str) -> User | None:

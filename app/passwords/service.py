@@ -10,20 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from app.core.db import db, utcnow
-from app.core.errors import (
-    InvalidInput,
-    NextStep,
-    NotAuthenticated,
-    PermissionDenied,
-    WrongPassword,
-)
+from app.core.errors import InvalidInput, NotAuthenticated, WrongPassword
 from app.core.log import audit
 from app.courier.messages import queue_message
 from app.courier.quota import notice_quota_allows
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import User
-from app.identity.users import find_user_by_email
+from app.identity.users import find_user_by_email, refuse_inactive_login
 from app.links.models import EmailChangeToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
 from app.mfa import service as mfa
@@ -53,14 +47,7 @@ def login(email: str, password: str) -> dict[str, Any]:
         db.session.commit()
         audit("login_failed", reason="wrong_password", user_id=user.id)
         raise NotAuthenticated(WRONG_CREDENTIALS)
-    if user.deactivated_at is not None:
-        audit("login_refused", reason="deactivated", user_id=user.id)
-        raise PermissionDenied("This account has been deactivated; contact support.")
-    if not user.is_active:
-        audit("login_refused", reason="not_activated", user_id=user.id)
-        raise PermissionDenied(
-            "This account is not activated yet.", next_step=NextStep.ASK_ACTIVATION_LINK
-        )
+    refuse_inactive_login(user)
     if hashing.needs_rehash(user.password_hash):
         user.password_hash = hashing.hash_password(password)
     return start_login(user)

@@ -39,6 +39,7 @@ REFUSALS_OF_WELL_FORMED_DATA = {
     "POST /auth/mfa/totp/confirm": ["400"],  # not the code the app shows now
     "DELETE /auth/mfa/totp": ["400"],  # current password or code wrong
     "POST /auth/mfa/recovery-codes": ["400"],  # current password or code wrong
+    "POST /auth/passkeys": ["400"],  # challenge unknown, spent or expired; not verified
 }
 # negative_data_rejection expects schema-violating requests to be refused. Schemathesis's
 # own list, plus 413: a value far past its maxLength makes a body over the 16 KiB JSON cap,
