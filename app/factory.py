@@ -24,6 +24,7 @@ from app.identity import media
 from app.identity.storage import init_storage
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
+from app.oidc import routes as oidc_routes
 from app.passwords import routes as password_routes
 from app.sessions import routes as session_routes
 from app.sessions.access_tokens import jwt
@@ -90,6 +91,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     auth = [
         signup_routes.blp,  # /auth/register, /auth/activate, /auth/password/forgot|reset
         password_routes.blp,  # /auth/login, /auth/password/change
+        oidc_routes.blp,  # /auth/oidc/…, /auth/identities
         session_routes.blp,  # /auth/refresh, /auth/logout
         account_routes.blp,  # /auth/me, /auth/me/profile, /auth/me/avatar
     ]

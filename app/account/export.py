@@ -17,6 +17,8 @@ from app.core.db import utcnow
 from app.events.models import SecurityEvent
 from app.events.service import all_events_of
 from app.identity.models import User
+from app.oidc.models import LinkedIdentity
+from app.oidc.service import identities_of
 from app.sessions.summaries import SessionSummary, sessions_of
 
 
@@ -26,9 +28,10 @@ class AccountExport:
     user: User  # with its profile, as GET /auth/me shows it
     sessions: list[SessionSummary]
     security_events: list[SecurityEvent]
-    # The ways in that will come (passkeys, linked sign-in providers): none can exist yet.
+    # The sign-in providers linked (what each said of the person, never its subject id).
+    identities: list[LinkedIdentity]
+    # The ways in that will come (passkeys): none can exist yet.
     passkeys: list[dict[str, Any]] = field(default_factory=list)
-    identities: list[dict[str, Any]] = field(default_factory=list)
 
 
 def export_account(user: User) -> AccountExport:
@@ -39,4 +42,5 @@ def export_account(user: User) -> AccountExport:
         user=user,
         sessions=sessions_of(user.id),
         security_events=all_events_of(user.id),
+        identities=identities_of(user),
     )

@@ -26,6 +26,8 @@ class EventType(enum.StrEnum):
     GROUP_CHANGED = "group_changed"
     DEACTIVATED = "deactivated"
     DELETED = "deleted"
+    IDENTITY_LINKED = "identity_linked"
+    IDENTITY_UNLINKED = "identity_unlinked"
 
 
 class SecurityEvent(db.Model):  # type: ignore[name-defined]
