@@ -17,7 +17,7 @@ from flask import current_app
 
 from app.core.crypto import hash_token
 from app.core.db import db, utcnow
-from app.core.errors import InvalidInput
+from app.core.errors import DisallowedRedirect
 from app.oidc.models import PendingSignIn, SignInCode
 from app.oidc.providers import Provider, metadata
 
@@ -39,7 +39,7 @@ def allowed_return_to(return_to: str | None) -> str:
     if return_to is None:
         return str(allowed[0])
     if return_to not in allowed:
-        raise InvalidInput(
+        raise DisallowedRedirect(
             "return_to is not one of the addresses a sign-in may return to.",
             errors={"return_to": ["Not an allowed return address."]},
         )
