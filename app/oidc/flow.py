@@ -5,7 +5,7 @@ callback), the exchange of the provider's code, and our one-time sign-in codes."
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
 import requests
@@ -143,8 +143,3 @@ def spend_code(code: str) -> int | None:
         .execution_options(synchronize_session=False)
     )
 
-
-def delete_expired(now: datetime) -> None:
-    """Forget the sign-ins and codes that can no longer be used."""
-    db.session.execute(sa.delete(PendingSignIn).where(PendingSignIn.expires_at <= now))
-    db.session.execute(sa.delete(SignInCode).where(SignInCode.expires_at <= now))

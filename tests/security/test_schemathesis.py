@@ -36,6 +36,8 @@ REFUSALS_OF_WELL_FORMED_DATA = {
     "PATCH /auth/me/profile": ["422"],  # date of birth in the future or before 1900
     "PUT /auth/me/avatar": ["413", "415", "422"],  # the bytes, not the schema, make an image
     "DELETE /auth/me": ["400"],  # the password is wrong
+    "GET /auth/oidc/{provider}/callback": ["400"],  # a state never issued, or spent
+    "POST /auth/oidc/exchange": ["400"],  # code unknown, spent or expired
 }
 # negative_data_rejection expects schema-violating requests to be refused. Schemathesis's
 # own list, plus 413: a value far past its maxLength makes a body over the 16 KiB JSON cap,
