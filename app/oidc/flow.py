@@ -142,4 +142,3 @@ def spend_code(code: str) -> int | None:
         .returning(SignInCode.user_id)
         .execution_options(synchronize_session=False)
     )
-
