@@ -5,7 +5,7 @@ callback), the exchange of the provider's code, and our one-time sign-in codes."
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
 import requests
@@ -16,7 +16,7 @@ from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
 
 from app.core.crypto import hash_token
-from app.core.db import db, utcnow
+from app.core.db import db, delete_in_batches, utcnow
 from app.core.errors import DisallowedRedirect
 from app.oidc.models import PendingSignIn, SignInCode
 from app.oidc.providers import Provider, metadata
@@ -142,3 +142,16 @@ def spend_code(code: str) -> int | None:
         .returning(SignInCode.user_id)
         .execution_options(synchronize_session=False)
     )
+
+
+def delete_expired_sign_ins(now: datetime, batch_size: int, pause_seconds: float) -> dict[str, int]:
+    """Delete the sign-ins under way and the one-time codes that expired by `now` (the
+    scheduled clean-up): nothing can use them any more."""
+    return {
+        "oidc_sign_ins": delete_in_batches(
+            PendingSignIn, PendingSignIn.expires_at <= now, batch_size, pause_seconds
+        ),
+        "oidc_codes": delete_in_batches(
+            SignInCode, SignInCode.expires_at <= now, batch_size, pause_seconds
+        ),
+    }

@@ -8,6 +8,7 @@ import logging
 from app.core.db import DELETE_BATCH, DELETE_PAUSE, utcnow
 from app.events.service import delete_old_events
 from app.links.tokens import delete_expired_link_tokens
+from app.oidc.flow import delete_expired_sign_ins
 from app.sessions.refresh_tokens import delete_expired_refresh_tokens
 
 log = logging.getLogger(__name__)
@@ -16,13 +17,15 @@ log = logging.getLogger(__name__)
 def delete_expired_tokens(
     batch_size: int = DELETE_BATCH, pause_seconds: float = DELETE_PAUSE
 ) -> dict[str, int]:
-    """Delete expired activation, reset, email-change and refresh tokens and security events
-    past their retention; return how many of each. Safe to run twice at once (see
+    """Delete expired activation, reset, email-change and refresh tokens, social sign-ins
+    under way and their one-time codes, and security events past their retention; return
+    how many of each. Safe to run twice at once (see
     `app.core.db.delete_in_batches`)."""
     now = utcnow()
     counts = {
         **delete_expired_link_tokens(now, batch_size, pause_seconds),
         "refresh": delete_expired_refresh_tokens(now, batch_size, pause_seconds),
+        **delete_expired_sign_ins(now, batch_size, pause_seconds),
         "security_events": delete_old_events(now, batch_size, pause_seconds),
     }
     log.info("expired_tokens_deleted", extra=counts)

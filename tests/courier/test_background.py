@@ -161,6 +161,8 @@ def test_worker_command_runs_jobs_in_forked_horses_with_the_app_context(
         "password_reset": 2,
         "email_change": 2,
         "refresh": 2,
+        "oidc_sign_ins": 0,
+        "oidc_codes": 0,
         "security_events": 0,
     }
     assert token_counts(redis_app) == {name: (0, 1) for name in token_counts(redis_app)}
@@ -346,6 +348,8 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
         "password_reset": 3,
         "email_change": 3,
         "refresh": 3,
+        "oidc_sign_ins": 0,
+        "oidc_codes": 0,
         "security_events": 0,
     }
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
@@ -374,6 +378,8 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "password_reset": 7,
         "email_change": 7,
         "refresh": 7,
+        "oidc_sign_ins": 0,
+        "oidc_codes": 0,
         "security_events": 0,
     }
     # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
@@ -384,6 +390,8 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         *["password_reset_tokens"] * 4,
         *["email_change_tokens"] * 4,
         *["refresh_tokens"] * 4,
+        "oidc_pending_sign_ins",
+        "oidc_sign_in_codes",
         "security_events",
     ]
     assert token_counts(redis_app) == {name: (0, 3) for name in token_counts(redis_app)}

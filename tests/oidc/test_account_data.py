@@ -3,8 +3,10 @@ per address on the way in."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
+import time_machine
 from flask import Flask
 
 from tests.support.account import delete_me, export_me, rows_of
@@ -70,3 +72,16 @@ def test_the_way_in_is_limited_per_address(
         statuses = [call().status_code for _ in range(21)]
         assert statuses[:20] == [statuses[0]] * 20 and statuses[0] in (400, 404), path
         assert statuses[20] == 429, path
+
+
+def test_the_cleanup_deletes_expired_sign_ins_and_codes(browser: Browser, oidc_app: Flask) -> None:
+    from app.periodic.cleanup import delete_expired_tokens
+
+    browser.sign_in(new_subject(), email="abe@example.com", **PERSON)  # a code never used
+    browser.authorize()  # a sign-in never finished
+    with oidc_app.app_context():
+        assert delete_expired_tokens()["oidc_codes"] == 0  # not expired yet
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=11)
+        with time_machine.travel(later, tick=False):
+            counts = delete_expired_tokens()
+    assert (counts["oidc_sign_ins"], counts["oidc_codes"]) == (1, 1)
