@@ -126,3 +126,42 @@ def test_a_mac_keyed_by_the_public_key_is_refused(
     mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
     token = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
     assert come_back(forged_client, forger, token, sent["state"]) == {"error": "invalid_id_token"}
+
+
+def test_pkce_s256_the_provider_can_check(forged_client: FlaskClient, forger: Forger) -> None:
+    """The code is only worth something with our verifier: the authorization request sends
+    its S256 challenge, and the code's exchange the verifier that hashes to it."""
+    from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
+    sent = started(forged_client)
+    assert sent["code_challenge_method"] == "S256"
+    forger.token_requests.clear()
+    come_back(forged_client, forger, forger.sign(forger.claims(sent["nonce"])), sent["state"])
+    [exchange] = forger.token_requests
+    assert create_s256_code_challenge(exchange["code_verifier"]) == sent["code_challenge"]
+    assert exchange["code_verifier"] not in str(sent)
+
+
+def test_a_rotated_provider_key_is_fetched_again(
+    app_factory: Callable[..., Flask], forger: Forger
+) -> None:
+    """The JWKS is cached; a token signed by a key id not in it fetches the JWKS again."""
+    app = app_factory(
+        OIDC_PROVIDERS={"forged": provider_settings(forger.issuer)},
+        OIDC_RETURN_URLS=[RETURN_TO],
+    )
+    client = app.test_client()
+    sent = started(client)
+    assert "code" in come_back(
+        client, forger, forger.sign(forger.claims(sent["nonce"])), sent["state"]
+    )
+    old_key = forger.key
+    forger.rotate()
+    try:
+        sent = started(client)
+        token = forger.sign(
+            forger.claims(sent["nonce"], sub="after-rotation", email="r@example.com")
+        )
+        assert "code" in come_back(client, forger, token, sent["state"])
+    finally:
+        forger.key = old_key

@@ -24,6 +24,7 @@ class Forger:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "published", "use": "sig"})
         self.issuer = ""
         self.id_token = ""
+        self.token_requests: list[dict[str, str]] = []
 
     def claims(self, sent_nonce: str, **override: Any) -> dict[str, Any]:
         """A well-formed id_token's claims for `sent_nonce`, with `override` applied."""
@@ -42,7 +43,12 @@ class Forger:
         return {k: v for k, v in claims.items() if v is not None}
 
     def sign(self, claims: dict[str, Any], key: RSAKey | None = None, alg: str = "RS256") -> str:
-        return jwt.encode({"alg": alg, "kid": "published"}, claims, key or self.key)
+        """Signed by `key` (the published key by default), under the published key's id."""
+        return jwt.encode({"alg": alg, "kid": self.key.kid}, claims, key or self.key)
+
+    def rotate(self) -> None:
+        """A new signing key, published in place of the old one, as providers rotate."""
+        self.key = RSAKey.generate_key(2048, parameters={"kid": "rotated", "use": "sig"})
 
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
@@ -56,6 +62,7 @@ class Forger:
         elif request.path == "/jwks":
             body = KeySet([self.key]).as_dict(private=False)
         elif request.path == "/token" and request.method == "POST":
+            self.token_requests.append(dict(request.form))
             body = {"access_token": "at", "token_type": "Bearer", "id_token": self.id_token}
         else:
             return Response("not found", status=404)(environ, start_response)
