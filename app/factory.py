@@ -26,6 +26,7 @@ from app.identity.storage import init_storage
 from app.keys import routes as keys_routes
 from app.keys.ring import init_keys
 from app.mfa import routes as mfa_routes
+from app.oidc import routes as oidc_routes
 from app.passkeys import routes as passkey_routes
 from app.passwords import routes as password_routes
 from app.sessions import routes as session_routes
@@ -104,6 +105,7 @@ def blueprints(app: Flask) -> list[Blueprint]:
         password_routes.blp,  # /auth/login, /auth/password/change, /auth/mfa/totp (DELETE)…
         mfa_routes.blp,  # /auth/mfa/totp/setup|confirm, /auth/login/mfa
         passkey_routes.blp,  # /auth/passkeys (register, sign in, manage)
+        oidc_routes.blp,  # /auth/oidc/…, /auth/identities
         session_routes.blp,  # /auth/refresh, /auth/logout, /auth/sessions
         account_routes.blp,  # /auth/me (+ /profile, /avatar, /events, /export)
     ]

@@ -50,6 +50,9 @@ TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL")
 SHARED_REDIS_URL = "redis://127.0.0.1:6379/15"
 
 TABLES_CHILD_FIRST = [
+    "oidc_sign_in_codes",
+    "oidc_pending_sign_ins",
+    "oidc_identities",
     "webauthn_challenges",
     "passkeys",
     "mfa_challenges",

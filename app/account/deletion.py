@@ -32,7 +32,16 @@ log = logging.getLogger(__name__)
 def delete_account(user: User, password: str) -> None:
     """Delete the account of a signed-in person who proves the password (WrongPassword
     otherwise); the last active admin may not go (Conflict). The password is checked first,
-    so a stolen access token alone learns nothing, not even that its holder is an admin."""
+    so a stolen access token alone learns nothing, not even that its holder is an admin.
+
+    An account without a password (created by a provider) has nothing to prove here yet: it
+    is refused, and told to set one by forgot/reset. (To come: a fresh sign-in with the
+    provider as the proof, as a recent-login check.)"""
+    if user.password_hash is None:
+        raise WrongPassword(
+            "This account has no password: set one with POST /auth/password/forgot, then"
+            " delete the account with it."
+        )
     if not hashing.verify_password(user.password_hash, password):
         audit("account_deletion_refused", user_id=user.id, reason="wrong_password")
         raise WrongPassword("The password is wrong.")

@@ -9,14 +9,15 @@ person's security events once the account is deleted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from app.core.db import utcnow
 from app.events.models import SecurityEvent
 from app.events.service import all_events_of
 from app.identity.models import User
+from app.oidc.models import LinkedIdentity
+from app.oidc.service import identities_of
 from app.passkeys.manage import passkeys_of
 from app.passkeys.models import Passkey
 from app.sessions.summaries import SessionSummary, sessions_of
@@ -29,9 +30,9 @@ class AccountExport:
     sessions: list[SessionSummary]
     security_events: list[SecurityEvent]
     # Each passkey as GET /auth/passkeys shows it: no public key, no credential id.
-    passkeys: list[Passkey] = field(default_factory=list)
-    # The way in that will come (linked sign-in providers): none can exist yet.
-    identities: list[dict[str, Any]] = field(default_factory=list)
+    passkeys: list[Passkey]
+    # The sign-in providers linked (what each said of the person, never its subject id).
+    identities: list[LinkedIdentity]
 
 
 def export_account(user: User) -> AccountExport:
@@ -43,4 +44,5 @@ def export_account(user: User) -> AccountExport:
         sessions=sessions_of(user.id),
         security_events=all_events_of(user.id),
         passkeys=passkeys_of(user),
+        identities=identities_of(user),
     )

@@ -13,6 +13,7 @@ from app.core.db import utcnow
 from app.events.schemas import EventSchema
 from app.identity.models import Gender
 from app.identity.schemas import UserSchema
+from app.oidc.schemas import IdentitySchema
 from app.passkeys.schemas import PasskeySchema
 from app.passwords.schemas import Password
 from app.web.schemas import no_nul
@@ -131,7 +132,7 @@ class AccountExportSchema(Schema):
         metadata={"description": "As GET /auth/passkeys lists them, oldest first"},
     )
     identities = fields.List(
-        fields.Dict(),
+        fields.Nested(IdentitySchema),
         required=True,
-        metadata={"description": "None yet: sign-in providers will come"},
+        metadata={"description": "The linked sign-in providers"},
     )

@@ -17,8 +17,9 @@ from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
 
-from app.core.connections import engine_options, redis_client_options
+from app.core.connections import engine_options, redis_client_options, with_psycopg2
 from app.core.defaults import default_public_base_url, development_keys, webauthn_settings
+from app.core.oidc_settings import oidc_settings
 from app.core.production import SIGNING_KEYS, unsafe_production_settings
 
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
@@ -52,15 +53,6 @@ def _int(env: dict[str, str], name: str, default: int) -> int:
         raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
 
 
-def with_psycopg2(url: str) -> str:
-    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2."""
-    raw = url
-    for prefix in ("postgres://", "postgresql://"):
-        if raw.startswith(prefix):
-            return "postgresql+psycopg2://" + raw.removeprefix(prefix)
-    return raw
-
-
 def read_dotenv() -> None:
     """Put the values of `.env` into the environment, without overriding what is set.
 
@@ -86,14 +78,16 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         keys = {
             name: keys[name] or fallback for name, fallback in development_keys(instance).items()
         }
+    mail = _mail_settings(env, instance)
     return {
         "APP_ENV": app_env,
         **keys,
         "SQLALCHEMY_DATABASE_URI": env.get("DATABASE_URL")
         or f"sqlite:///{instance / 'accounts.sqlite3'}",
         "REDIS_URL": env.get("REDIS_URL") or None,
-        **_mail_settings(env, instance),
+        **mail,
         **_token_settings(env),
+        **oidc_settings(env, mail["PUBLIC_BASE_URL"], ConfigError),
         # A hung PostgreSQL costs a request a few seconds, then a 503; 0 = wait for ever.
         "DATABASE_CONNECT_TIMEOUT": _int(env, "DATABASE_CONNECT_TIMEOUT", 3),
         "DATABASE_STATEMENT_TIMEOUT": _int(env, "DATABASE_STATEMENT_TIMEOUT", 5),

@@ -50,3 +50,12 @@ def engine_options(config: dict[str, Any]) -> dict[str, Any]:
         },
     )
     return options
+
+
+def with_psycopg2(url: str) -> str:
+    """SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3; we ship psycopg2."""
+    raw = url
+    for prefix in ("postgres://", "postgresql://"):
+        if raw.startswith(prefix):
+            return "postgresql+psycopg2://" + raw.removeprefix(prefix)
+    return raw

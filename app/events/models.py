@@ -36,6 +36,8 @@ class EventType(enum.StrEnum):
     PASSKEY_REMOVED = "passkey_removed"
     # A valid signature whose counter did not move forward: a copy of the authenticator.
     PASSKEY_CLONE_SUSPECTED = "passkey_clone_suspected"
+    IDENTITY_LINKED = "identity_linked"
+    IDENTITY_UNLINKED = "identity_unlinked"
 
 
 class SecurityEvent(db.Model):  # type: ignore[name-defined]

@@ -38,7 +38,8 @@ class User(db.Model):  # type: ignore[name-defined]
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
-    password_hash: Mapped[str] = mapped_column(sa.String(255))
+    # None for an account that signs in by a provider (app/oidc) until forgot/reset sets one.
+    password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     is_active: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Set when an admin deactivates the account: unlike a never-activated one, it may not
     # activate itself again with a new emailed link.

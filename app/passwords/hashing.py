@@ -17,14 +17,21 @@ def hash_password(password: str) -> str:
     return hasher.hash(password)
 
 
-def verify_password(password_hash: str, password: str) -> bool:
+def verify_password(password_hash: str | None, password: str) -> bool:
+    # An account without a password (social sign-in) is checked against the dummy, so it
+    # costs what a wrong password costs and never matches.
     try:
+        if password_hash is None:
+            hasher.verify(dummy_hash(), password)
+            return False
         return hasher.verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
-def needs_rehash(password_hash: str) -> bool:
+def needs_rehash(password_hash: str | None) -> bool:
+    if password_hash is None:
+        return False
     return hasher.check_needs_rehash(password_hash)
 
 

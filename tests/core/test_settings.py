@@ -273,6 +273,7 @@ def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
         "app.core.connections",
         "app.core.createdb",
         "app.core.defaults",
+        "app.core.oidc_settings",
         "app.core.production",
         "app.web",
         "app.web.access_log",

@@ -164,6 +164,8 @@ def test_worker_command_runs_jobs_in_forked_horses_with_the_app_context(
         "sessions": 0,
         "mfa_challenges": 0,
         "webauthn_challenges": 0,
+        "oidc_sign_ins": 0,
+        "oidc_codes": 0,
         "security_events": 0,
     }
     assert token_counts(redis_app) == {name: (0, 1) for name in token_counts(redis_app)}
@@ -352,6 +354,8 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
         "sessions": 0,
         "mfa_challenges": 0,
         "webauthn_challenges": 0,
+        "oidc_sign_ins": 0,
+        "oidc_codes": 0,
         "security_events": 0,
     }
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
@@ -383,11 +387,13 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "sessions": 0,
         "mfa_challenges": 0,
         "webauthn_challenges": 0,
+        "oidc_sign_ins": 0,
+        "oidc_codes": 0,
         "security_events": 0,
     }
     # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
-    # no login record, two-factor step, passkey challenge or security event is old enough: one
-    # short batch each.
+    # no login record, two-factor step, passkey challenge, social sign-in, one-time code or
+    # security event is old enough: one short batch each.
     # (SQLite's cursor reports no row count at this hook, so the sizes are read from `counts`.)
     assert deletes == [
         *["activation_tokens"] * 4,
@@ -397,6 +403,8 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "sessions",
         "mfa_challenges",
         "webauthn_challenges",
+        "oidc_pending_sign_ins",
+        "oidc_sign_in_codes",
         "security_events",
     ]
     assert token_counts(redis_app) == {name: (0, 3) for name in token_counts(redis_app)}

@@ -40,6 +40,8 @@ REFUSALS_OF_WELL_FORMED_DATA = {
     "DELETE /auth/mfa/totp": ["400"],  # current password or code wrong
     "POST /auth/mfa/recovery-codes": ["400"],  # current password or code wrong
     "POST /auth/passkeys": ["400"],  # challenge unknown, spent or expired; not verified
+    "GET /auth/oidc/{provider}/callback": ["400"],  # a state never issued, or spent
+    "POST /auth/oidc/exchange": ["400"],  # code unknown, spent or expired
 }
 # negative_data_rejection expects schema-violating requests to be refused. Schemathesis's
 # own list, plus 413: a value far past its maxLength makes a body over the 16 KiB JSON cap,
