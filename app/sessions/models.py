@@ -50,3 +50,12 @@ class LoginSession(db.Model):  # type: ignore[name-defined]
     # The client's address as resolved through TRUSTED_PROXIES; 45 holds any IPv6 text.
     ip: Mapped[str | None] = mapped_column(sa.String(45))
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def live_logins_of(user_id: int) -> sa.ColumnElement[bool]:
+    """The logins of `user_id` neither ended nor expired: the ones the guard lets in."""
+    return sa.and_(
+        LoginSession.user_id == user_id,
+        LoginSession.ended_at.is_(None),
+        LoginSession.expires_at > utcnow(),
+    )

@@ -8,12 +8,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from app.core.db import db, utcnow
+from app.core.db import db
 from app.core.errors import SessionNotFound
 from app.core.log import audit
 from app.events.models import EventType
 from app.events.service import record_event
-from app.sessions.models import LoginSession
+from app.sessions.models import LoginSession, live_logins_of
 from app.sessions.refresh_tokens import end_logins
 
 # The most recently used logins listed; ending all the others still ends every one.
@@ -36,11 +36,7 @@ def live_sessions(user_id: int, current_family: str) -> list[LiveSession]:
     marks the login `current_family`, the one of the request's access token."""
     rows = db.session.scalars(
         sa.select(LoginSession)
-        .where(
-            LoginSession.user_id == user_id,
-            LoginSession.ended_at.is_(None),
-            LoginSession.expires_at > utcnow(),
-        )
+        .where(live_logins_of(user_id))
         .order_by(LoginSession.last_used_at.desc(), LoginSession.id.desc())
         .limit(MAX_LISTED)
     )

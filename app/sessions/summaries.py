@@ -8,8 +8,8 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from app.core.db import db, utcnow
-from app.sessions.models import LoginSession
+from app.core.db import db
+from app.sessions.models import LoginSession, live_logins_of
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,7 @@ def sessions_of(user_id: int) -> list[SessionSummary]:
     guard applies. No family id or token leaves this function."""
     rows = db.session.scalars(
         sa.select(LoginSession)
-        .where(
-            LoginSession.user_id == user_id,
-            LoginSession.ended_at.is_(None),
-            LoginSession.expires_at > utcnow(),
-        )
+        .where(live_logins_of(user_id))
         .order_by(LoginSession.created_at.desc(), LoginSession.id.desc())
     )
     return [
