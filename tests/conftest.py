@@ -37,9 +37,9 @@ from tests.support.http import Accounts
 from tests.support.mail import Mailbox, SMTPServer
 from tests.support.services import PostgresDatabases, free_port, start_redis_server, unavailable
 
-# The avatar-storage fixtures keep a module of their own; loading it here offers them to every
-# test module, which then never imports a fixture module.
-pytest_plugins = ["tests.fixtures_storage"]
+# The avatar-storage and browser fixtures keep modules of their own; loading them here offers
+# them to every test module, which then never imports a fixture module.
+pytest_plugins = ["tests.fixtures_storage", "tests.fixtures_browser"]
 
 # Flask's switch, honoured by app.config.read_dotenv: a developer's .env never reaches a test.
 os.environ["FLASK_SKIP_DOTENV"] = "1"

@@ -12,21 +12,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from tests.signup.test_pages_browser import CHROMIUM_ARGS, chromium_path
 from tests.support.http import Accounts, bearer, me
 from tests.support.mail import Mailbox
-from tests.support.services import free_port, unavailable
+from tests.support.services import free_port
 
 EMAIL = "viewer@example.com"
-# `localhost` is a secure context over plain HTTP and a valid RP id (an IP address is not).
-RESOLVE_LOCALHOST = "--host-resolver-rules=MAP localhost 127.0.0.1"
 
 REGISTER = """async (token) => {
   const post = (path) => fetch(path, {method: "POST", headers: {Authorization: `Bearer ${token}`}});
@@ -53,25 +49,6 @@ SIGN_IN = """async () => {
   });
   return {status: response.status, body: await response.json()};
 }"""
-
-
-@pytest.fixture
-def chromium() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        unavailable("Playwright", exc)
-    if not Path(chromium_path()).exists():
-        unavailable("chromium", FileNotFoundError("install it with `apt-get install chromium`"))
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_path(), args=[*CHROMIUM_ARGS, RESOLVE_LOCALHOST]
-            )
-        except Exception as exc:
-            unavailable("chromium", exc)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

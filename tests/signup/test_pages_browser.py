@@ -8,9 +8,7 @@ Without chromium these tests are skipped, saying so; TEST_REQUIRE_SERVICES=1 fai
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,19 +22,9 @@ from werkzeug.serving import make_server
 
 from tests.support.http import PASSWORD, Accounts, bearer
 from tests.support.mail import Mailbox
-from tests.support.services import free_port, unavailable
+from tests.support.services import free_port
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 STRONG_PASSWORD = "marble lantern exquisite harbour"
 # Reported by Chromium itself, as console errors, whenever a fetch gets a 4xx: the pages
 # expect those answers (a spent link, a weak password) and turn them into sentences.
@@ -50,31 +38,10 @@ document.addEventListener("securitypolicyviolation", (event) => {
 """
 
 
-def chromium_path() -> str:
-    """Debian's chromium; CHROMIUM_PATH or another Chromium-based browser on the PATH (as CI
-    runners carry) does as well."""
-    named = [os.environ.get("CHROMIUM_PATH", ""), "chromium", "chromium-browser", "google-chrome"]
-    found = (shutil.which(name) for name in named if name)
-    return next((path for path in found if path), "/usr/bin/chromium")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:
-        unavailable("Playwright", exc)
-    if not Path(chromium_path()).exists():
-        unavailable("chromium", FileNotFoundError("install it with `apt-get install chromium`"))
-    with sync_playwright() as playwright:
-        try:
-            browser = playwright.chromium.launch(
-                executable_path=chromium_path(), args=CHROMIUM_ARGS
-            )
-        except Exception as exc:
-            unavailable("chromium", exc)
-        yield browser
-        browser.close()
+@pytest.fixture
+def browser(chromium: Any) -> Any:
+    """The run's one chromium (tests/fixtures_browser.py)."""
+    return chromium
 
 
 @dataclass
