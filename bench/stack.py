@@ -281,6 +281,10 @@ def start_stack(stack: Stack, workers: int, redis_server: str, redis_db: int | N
         "RATELIMIT_ENABLED": "false",
         "WEB_CONCURRENCY": str(workers),
         "FLASK_APP": "wsgi",
+        # One issuer for the seeded tokens and the service that checks them: unset, each
+        # gunicorn would take it from its own bind (development's default) and refuse the
+        # tokens this process signed.
+        "PUBLIC_BASE_URL": "http://localhost:8000",
         # A key of the run's own, handed to the service, this process (which signs the seeded
         # tokens) and the floor (which verifies them) alike.
         "JWT_SECRET_KEY": secrets.token_urlsafe(32),
