@@ -8,6 +8,7 @@ from typing import Any
 from flask import current_app, render_template
 
 from app.courier.outbox import queue_email
+from app.courier.quota import notice_quota_allows
 
 
 def queue_message(
@@ -21,6 +22,16 @@ def queue_message(
     text = render_template(f"email/{template}.txt", **context)
     html = render_template(f"email/{template}.html", **context)
     queue_email(to, subject, text, html, user_id=user_id)
+
+
+def queue_notice(
+    to: str, user_id: int, kind: str, template: str, subject: str, **context: Any
+) -> None:
+    """A notice that something changed on the account (`kind`, say "password-changed"):
+    queued as `queue_message` does, unless one of that kind went in the last few minutes
+    (`notice_quota_allows`), so changes made in a loop cannot flood the owner's mailbox."""
+    if notice_quota_allows(kind, user_id):
+        queue_message(to, template, subject, user_id=user_id, **context)
 
 
 def hours(seconds: int) -> str:

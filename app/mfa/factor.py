@@ -15,8 +15,7 @@ from cryptography.fernet import InvalidToken
 
 from app.core.db import db, rows_changed, utcnow
 from app.core.log import audit
-from app.courier.messages import queue_message
-from app.courier.quota import notice_quota_allows
+from app.courier.messages import queue_notice
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import User
@@ -143,13 +142,13 @@ def record_change(
     """A change of the factor, in the current transaction: its security event and the notice
     to the account's address (one of a kind every few minutes, as every notice)."""
     record_event(event, user.id, actor_id=actor_id)
-    if notice_quota_allows(f"two-factor-{event.value}", user.id):
-        queue_message(
-            user.email,
-            "two_factor",
-            NOTICES[event],
-            user_id=user.id,
-            change=event.value,
-            at=utcnow(),
-            **context,
-        )
+    queue_notice(
+        user.email,
+        user.id,
+        f"two-factor-{event.value}",
+        "two_factor",
+        NOTICES[event],
+        change=event.value,
+        at=utcnow(),
+        **context,
+    )

@@ -16,8 +16,7 @@ from flask import current_app
 from marshmallow import ValidationError
 
 from app.core.db import db, utcnow
-from app.courier.messages import queue_message
-from app.courier.quota import notice_quota_allows
+from app.courier.messages import queue_notice
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import GroupName, User, UserProfile
@@ -133,15 +132,15 @@ SUBJECTS = {
 
 def tell(user: User, template: str, provider_name: str) -> None:
     """A notice of a linked or unlinked provider, at most one a few minutes per kind."""
-    if notice_quota_allows(template, user.id):
-        queue_message(
-            user.email,
-            template,
-            SUBJECTS[template],
-            user_id=user.id,
-            provider=provider_name,
-            changed_at=utcnow(),
-        )
+    queue_notice(
+        user.email,
+        user.id,
+        template,
+        template,
+        SUBJECTS[template],
+        provider=provider_name,
+        changed_at=utcnow(),
+    )
 
 
 def _name(claims: dict[str, Any], key: str) -> str | None:

@@ -13,8 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from app.core.db import db, utcnow
 from app.core.errors import Conflict, UserNotFound
 from app.core.log import audit
-from app.courier.messages import queue_message
-from app.courier.quota import notice_quota_allows
+from app.courier.messages import queue_notice
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import User
@@ -78,7 +77,5 @@ def delete_passkey(user: User, passkey_id: int) -> None:
 
 
 def _notify(user: User, template: str, subject: str, passkey: Passkey) -> None:
-    if notice_quota_allows(template.replace("_", "-"), user.id):
-        queue_message(
-            user.email, template, subject, user_id=user.id, name=passkey.name, at=utcnow()
-        )
+    kind = template.replace("_", "-")
+    queue_notice(user.email, user.id, kind, template, subject, name=passkey.name, at=utcnow())

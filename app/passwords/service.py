@@ -12,8 +12,7 @@ from typing import Any
 from app.core.db import db, utcnow
 from app.core.errors import InvalidInput, NotAuthenticated, WrongPassword
 from app.core.log import audit
-from app.courier.messages import queue_message
-from app.courier.quota import notice_quota_allows
+from app.courier.messages import queue_notice
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import User
@@ -77,14 +76,14 @@ def set_password(user: User, new_password: str, field: str) -> None:
     user.password_hash = hashing.hash_password(new_password)
     end_all_logins(user.id)
     drop_email_tokens(user.id, PasswordResetToken, EmailChangeToken)
-    if notice_quota_allows("password-changed", user.id):
-        queue_message(
-            user.email,
-            "password_changed",
-            "Your cinema password was changed",
-            user_id=user.id,
-            changed_at=utcnow(),
-        )
+    queue_notice(
+        user.email,
+        user.id,
+        "password-changed",
+        "password_changed",
+        "Your cinema password was changed",
+        changed_at=utcnow(),
+    )
 
 
 def check_current_password(user: User, password: str, refusal: str) -> None:
