@@ -9,13 +9,11 @@ from flask import Response, request
 from app.identity.schemas import UserSchema
 from app.passwords.limits import password_check_guarded
 from app.passwords.schemas import CredentialsSchema
-from app.sessions.access_tokens import login_of_any_token
-from app.sessions.guard import authenticated, load_caller_user
+from app.sessions.guard import authenticated, current_login_family, load_caller_user
 from app.signup import email_change, schemas, service
 from app.signup.pages import PAGE_DOC, html_page
 from app.web.blueprint import Blueprint
 from app.web.limits import rate_limited
-from app.web.requests import bearer_token
 from app.web.schemas import DetailSchema
 
 ACTIVATED = "Your account is active; you can log in now."
@@ -117,12 +115,6 @@ EMAIL_CHANGE_SENT = {
 }
 
 
-def _asking_login() -> str | None:
-    # The guard has verified this token; its login is the one the change keeps.
-    login = login_of_any_token(bearer_token() or "")
-    return login[1] if login else None
-
-
 @blp.route("/email/change", methods=["POST"])
 @authenticated()
 @blp.arguments(schemas.EmailChangeSchema)
@@ -138,7 +130,9 @@ def change_email(body: dict[str, str]) -> dict[str, str]:
     A confirmation link goes to the new address, a notice without a link to the current one;
     a newer request kills the older link."""
     user = load_caller_user()
-    email_change.request_email_change(user, body["new_email"], body["password"], _asking_login())
+    email_change.request_email_change(
+        user, body["new_email"], body["password"], current_login_family()
+    )
     return EMAIL_CHANGE_SENT
 
 
