@@ -24,7 +24,7 @@ from app.events.service import record_event
 from app.identity.models import GroupName, User
 from app.identity.storage import avatar_storage
 from app.identity.users import keep_an_active_admin
-from app.passwords import hashing
+from app.passwords.service import check_current_password
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ def delete_account(user: User, password: str) -> None:
             "This account has no password: set one with POST /auth/password/forgot, then"
             " delete the account with it."
         )
-    if not hashing.verify_password(user.password_hash, password):
-        audit("account_deletion_refused", user_id=user.id, reason="wrong_password")
-        raise WrongPassword("The password is wrong.")
+    check_current_password(user, password, refusal="account_deletion_refused")
     if user.group_name == GroupName.ADMIN:
         keep_an_active_admin(user, "Deleting")  # locks the admin rows until the commit
     avatar_key = user.profile.avatar_key if user.profile is not None else None

@@ -11,7 +11,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app.core.db import db
-from app.core.errors import Conflict, InvalidInput, InvalidToken, NextStep, WrongPassword
+from app.core.errors import Conflict, InvalidInput, InvalidToken, NextStep
 from app.core.log import audit
 from app.courier.messages import hours, queue_message
 from app.courier.quota import take_email_quota
@@ -20,7 +20,7 @@ from app.events.service import record_event
 from app.identity.models import User
 from app.links.models import EmailChangeToken, PasswordResetToken
 from app.links.tokens import INVALID_LINK, drop_email_tokens, issue_email_token, spend_email_token
-from app.passwords import hashing
+from app.passwords.service import check_current_password
 from app.sessions.refresh_tokens import end_all_logins
 from app.signup.service import EMAIL_TAKEN, pending_account
 
@@ -35,9 +35,7 @@ def request_email_change(user: User, new_email: str, password: str, login: str |
     current address an InvalidInput, and an activated or admin-deactivated account's a
     Conflict. A never-activated registration holds its address only until a link proves the
     mailbox (see `confirm_email_change`). At most 3 such emails an hour per account."""
-    if not hashing.verify_password(user.password_hash, password):
-        audit("email_change_failed", user_id=user.id)
-        raise WrongPassword("The password is wrong.")
+    check_current_password(user, password, refusal="email_change_failed")
     if new_email == user.email:
         raise InvalidInput(
             "The new email address is the account's current one.",
