@@ -53,3 +53,38 @@ def init_migrations(app: Flask, db: SQLAlchemy, directory: str) -> None:
     app.cli.add_command(
         MigrationCommands("db", help="Perform database migrations (Flask-Migrate).")
     )
+
+
+def create_index_online(
+    name: str, table: str, columns: list[str], *, unique: bool = False, **dialect_kw: Any
+) -> None:
+    """For migrations: build an index without holding writes to `table` for the build.
+
+    PostgreSQL builds it CONCURRENTLY, which may not run inside a transaction, so this step
+    runs in Alembic's autocommit block (the migration's earlier steps commit first). A build
+    that failed half-way leaves an INVALID index of that name behind, which a second attempt
+    would trip over: it is dropped first. SQLite has no such mode; its CREATE INDEX is the
+    plain one. `dialect_kw` takes `postgresql_using`, `postgresql_ops`, `postgresql_where`,
+    `sqlite_where`.
+    """
+    from alembic import op
+
+    if op.get_bind().dialect.name != "postgresql":
+        op.create_index(name, table, columns, unique=unique, **dialect_kw)
+        return
+    with op.get_context().autocommit_block():
+        op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
+        op.create_index(
+            name, table, columns, unique=unique, postgresql_concurrently=True, **dialect_kw
+        )
+
+
+def drop_index_online(name: str, table: str) -> None:
+    """For migrations: drop an index without holding writes (CONCURRENTLY on PostgreSQL)."""
+    from alembic import op
+
+    if op.get_bind().dialect.name != "postgresql":
+        op.drop_index(name, table_name=table)
+        return
+    with op.get_context().autocommit_block():
+        op.drop_index(name, table_name=table, postgresql_concurrently=True, if_exists=True)
