@@ -17,7 +17,7 @@ from app.admin import routes as admin_routes
 from app.cli import register_cli
 from app.core.config import INSTANCE_DIR, derive_settings, load_config
 from app.core.db import READ_ONLY_METHODS, db, init_db, lost_connection
-from app.core.extensions import limiter, mail
+from app.core.extensions import mail
 from app.core.log import configure_logging
 from app.core.migrate import init_migrations
 from app.courier.queue import install_hooks
@@ -34,6 +34,7 @@ from app.sessions.access_tokens import jwt
 from app.signup import routes as signup_routes
 from app.web import health
 from app.web.docs import init_docs
+from app.web.limits import init_limits
 from app.web.openapi import api
 from app.web.problems import register_error_handlers
 from app.web.requests import init_requests
@@ -80,7 +81,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_migrations(app, db, MIGRATIONS_DIR)
     jwt.init_app(app)
     mail.init_app(app)
-    limiter.init_app(app)
+    init_limits(app)
     api.init_app(app)
     init_requests(app)
     init_storage(app)

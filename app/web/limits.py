@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import flask_smorest
-from flask import current_app, g, request
+from flask import Flask, current_app, g, request
 from flask_limiter.util import get_remote_address
 from limits import RateLimitItem
 from limits.storage import MovingWindowSupport
@@ -30,6 +30,24 @@ from app.web.schemas import normalise_email
 F = TypeVar("F", bound=Callable[..., Any])
 
 TOO_MANY = {"429": {"description": "Too many requests; retry after Retry-After"}}
+
+
+def init_limits(app: Flask) -> None:
+    """Bind the limiter, without its check before every request when nothing needs it.
+
+    Every limit of the service is a decorator on its view (`rate_limited`), which checks in
+    the view. Flask-Limiter's before-request check serves only application, default and
+    blueprint limits, and the service sets no limit on a blueprint: it found nothing to
+    count, and cost every request, /auth/me included, a tenth of a millisecond of CPU.
+    Should an application or default limit be configured (RATELIMIT_APPLICATION,
+    RATELIMIT_DEFAULT), the check stays.
+    """
+    limiter.init_app(app)
+    manager = limiter.limit_manager
+    if manager.application_limits or manager.default_limits:
+        return
+    checks = app.before_request_funcs.get(None, [])
+    app.before_request_funcs[None] = [c for c in checks if c != limiter._check_request_limit]
 
 
 def client_address() -> str:
