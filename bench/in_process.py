@@ -1,6 +1,7 @@
 """What the benchmark does in its own process with the app's code: seeding users and tokens,
-filling the token tables with expired rows, timing argon2 and the strength check, and
-watching the job queue.
+filling the token tables with expired rows, timing argon2 and the strength check, watching
+the job queue, and (for bench/scale.py) reading the settings and queueing the scheduled
+clean-up the way the scheduler does.
 
 This is the only bench module that imports `app`, so an app refactor (for instance `db`
 moving from `app.db` to `app.core.db`) is fixed here and nowhere else.
@@ -8,23 +9,33 @@ moving from `app.db` to `app.core.db`) is fixed here and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import statistics
 import time
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
+from rq import Queue
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from app import create_app
+from app.core.config import INSTANCE_DIR, derive_settings, load_config
 from app.core.db import db, utcnow
-from app.courier.queue import get_queue
+from app.core.redis import redis_connection
+from app.courier.queue import QUEUE_NAME, get_queue
 from app.identity.models import GroupName, User, UserGroup, UserProfile
 from app.passwords.hashing import hash_password, verify_password
 from app.passwords.strength import check_password_strength
+from app.periodic.scheduler import CLEANUP_JOB_ID, PeriodicScheduler, periodic_jobs
 from app.sessions.refresh_tokens import issue_token_pair
 from bench.common import BenchError
 
@@ -112,6 +123,46 @@ def seed(app: Flask, users: int, refresh_tokens: int, work_dir: Path, slices: in
         password_hash,
         time.perf_counter() - started,
     )
+
+
+# The floor's logins (bench/floor.py, POST /refresh): one row per login holding its current
+# refresh token's hash, in a table of the floor's own, so the service's schema may change
+# under it.
+FLOOR_LOGINS = (
+    "CREATE TABLE bench_floor_logins ("
+    " id bigserial PRIMARY KEY,"
+    " user_id integer NOT NULL,"
+    " family_id varchar(64) NOT NULL,"
+    " token_hash varchar(64) NOT NULL UNIQUE,"
+    " generation integer NOT NULL DEFAULT 0,"
+    " expires_at timestamptz NOT NULL)"
+)
+
+
+def seed_floor_logins(app: Flask, user_ids: list[int], count: int) -> list[str]:
+    """`count` logins of the floor, each with a refresh token that works once; returns them."""
+    tokens = [secrets.token_urlsafe(32) for _ in range(count)]
+    with app.app_context():
+        db.session.execute(sa.text(FLOOR_LOGINS))
+        db.session.execute(
+            sa.text(
+                "INSERT INTO bench_floor_logins (user_id, family_id, token_hash, expires_at)"
+                " VALUES (:user_id, :family_id, :token_hash, now() + interval '7 days')"
+            ),
+            [
+                {
+                    "user_id": user_ids[i % len(user_ids)],
+                    "family_id": uuid.uuid4().hex,
+                    "token_hash": hashlib.sha256(token.encode()).hexdigest(),
+                }
+                for i, token in enumerate(tokens)
+            ],
+        )
+        db.session.commit()
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("ANALYZE bench_floor_logins"))
+        db.session.remove()
+    return tokens
 
 
 def insert_expired_tokens(app: Flask, total: int, user_ids: list[int], password_hash: str) -> float:
@@ -224,3 +275,77 @@ def jobs_idle(app: Flask) -> bool:
     with app.app_context():
         queue = get_queue(app)
         return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
+
+
+# --- bench/scale.py ------------------------------------------------------------------------
+
+
+def settings(env: dict[str, str]) -> dict[str, Any]:
+    """The settings the app would run with in `env`, read as create_app reads them; nothing
+    is connected to."""
+    return derive_settings(load_config(str(INSTANCE_DIR), env))
+
+
+def seed_password_hash() -> str:
+    """One argon2 hash of BENCH_PASSWORD, as the service stores it, for every seeded user."""
+    return hash_password(BENCH_PASSWORD)
+
+
+@dataclass
+class JobState:
+    status: str
+    timeout: int  # seconds the worker gives it before killing its work horse
+    started_at: datetime | None
+    ended_at: datetime | None
+    result: Any
+    error: str | None
+
+    @property
+    def done(self) -> bool:
+        ended = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+        return self.status in {status.value for status in ended}
+
+    @property
+    def seconds(self) -> float | None:
+        """From the work horse's start to its end, as RQ recorded them."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+def enqueue_cleanup_as_scheduled(app: Flask, timeout: float = 30) -> str:
+    """Queue the scheduled clean-up exactly as `flask rq scheduler` does: the scheduler's own
+    class registers the app's cleanup entry (its function, interval and job options, a job
+    timeout included if the schedule sets one) and hands the due job to its queue with its
+    `enqueue_job`. Returns the job's id."""
+    cleanup = [p for p in periodic_jobs(app) if p.job_id == CLEANUP_JOB_ID]
+    scheduler = PeriodicScheduler(cleanup, queue_name=QUEUE_NAME, connection=redis_connection(app))
+    scheduler.register(cleanup[0])
+    deadline = time.monotonic() + timeout
+    # Registered for "now": due at the scheduler's next look, which this is.
+    while True:
+        scheduler.enqueue_jobs()
+        job = Job.fetch(CLEANUP_JOB_ID, connection=scheduler.connection)
+        if job.get_status(refresh=True) != JobStatus.SCHEDULED:
+            return CLEANUP_JOB_ID
+        if time.monotonic() > deadline:
+            raise BenchError(f"the scheduler did not queue {CLEANUP_JOB_ID} in {timeout:g} s")
+        time.sleep(0.05)
+
+
+def job_state(app: Flask, job_id: str) -> JobState:
+    job = Job.fetch(job_id, connection=redis_connection(app))
+    status = job.get_status(refresh=True)
+    result = job.return_value() if status == JobStatus.FINISHED else None
+    error = None
+    if status == JobStatus.FAILED:
+        lines = (job.exc_info or "").strip().splitlines()
+        error = lines[-1] if lines else "failed"
+    return JobState(
+        status=str(status.value if status is not None else "unknown"),
+        timeout=int(job.timeout or Queue.DEFAULT_TIMEOUT),
+        started_at=job.started_at,
+        ended_at=job.ended_at,
+        result=result,
+        error=error,
+    )

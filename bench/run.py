@@ -8,6 +8,7 @@ run could not be done.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -98,6 +99,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def write_refresh_files(tokens: list[str], pattern: Path, rounds: int) -> tuple[Path, ...]:
+    """One file of refresh bodies per round: every wrk run starts its file from the top, and
+    a refresh token works once."""
+    files = []
+    for k in range(rounds):
+        path = Path(str(pattern).format(k))
+        path.write_text("\n".join(json.dumps({"refresh_token": t}) for t in tokens[k::rounds]))
+        files.append(path)
+    return tuple(files)
+
+
 def measure_account_states(started: Started, app: Flask, samples: int) -> StateTimings:
     """Forgot and resend for an active, a pending, a deactivated and an unknown address."""
     emails = in_process.seed_account_states(app)
@@ -117,6 +129,12 @@ def measure(
     refresh_pool = max(2000, int(args.duration * 1500))
     seeded = in_process.seed(app, args.users, refresh_pool, work_dir, args.rounds)
     log(f"seeded {args.users} users, {refresh_pool} refresh tokens in {seeded.seconds:.1f} s")
+    # The floor refreshes faster than the service: a pool of its own, twice as large.
+    floor_refresh_files = write_refresh_files(
+        in_process.seed_floor_logins(app, seeded.user_ids, 2 * refresh_pool),
+        work_dir / "floor_refresh_bodies_{}.txt",
+        args.rounds,
+    )
     argon2 = in_process.time_argon2_verify(seeded.password_hash)
     log(f"one argon2 verify: {argon2.wall_s * 1000:.1f} ms, {argon2.cpu_s * 1000:.1f} ms CPU")
     strength_s = in_process.time_strength_check()
@@ -150,6 +168,15 @@ def measure(
             path="/auth/refresh",
             kind="once",
             files=tuple(seeded.refresh_files),
+            connections=c,
+        ),
+        "floor_refresh": WrkRun(
+            "POST /refresh",
+            floor,
+            method="POST",
+            path="/refresh",
+            kind="once",
+            files=floor_refresh_files,
             connections=c,
         ),
         # One connection for the latency of a login alone, then enough to keep every worker busy.

@@ -262,9 +262,16 @@ class Started:
     smtp: ArrivalHandler
 
 
-def start_stack(stack: Stack, workers: int, redis_server: str, redis_db: int | None) -> Started:
+def start_stack(
+    stack: Stack,
+    workers: int,
+    redis_server: str,
+    redis_db: int | None,
+    extra_env: dict[str, str] | None = None,
+) -> Started:
     """Create the database, claim a Redis database, migrate, and start the SMTP server, the
-    service, its RQ worker and the floor; return once each answers."""
+    service, its RQ worker and the floor; return once each answers. `extra_env` is added to
+    every process's environment (bench/scale.py raises a rate limit with it)."""
     stack.create_database()
     redis_url = stack.claim_redis(redis_server, redis_db)
     log(f"database {stack.database}, Redis {redis_url}; logs in {stack.log_dir}")
@@ -288,6 +295,7 @@ def start_stack(stack: Stack, workers: int, redis_server: str, redis_db: int | N
         # A key of the run's own, handed to the service, this process (which signs the seeded
         # tokens) and the floor (which verifies them) alike.
         "JWT_SECRET_KEY": secrets.token_urlsafe(32),
+        **(extra_env or {}),
     }
     for name in ("S3_ENDPOINT_URL", "S3_BUCKET", "MAIL_USERNAME", "MAIL_PASSWORD"):
         base.pop(name, None)
