@@ -6,6 +6,8 @@ from logging.config import fileConfig
 from alembic import context
 from flask import current_app
 
+from app.core.migrate import include_object_for
+
 config = context.config
 fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
@@ -57,6 +59,9 @@ def run_migrations_online():
             connection=connection,
             target_metadata=target_db.metadata,
             render_item=render_item,
+            # Indexes the models create on one database only (ddl_if) are not compared on
+            # the other.
+            include_object=include_object_for(connection.dialect.name),
             **conf_args,
         )
         with context.begin_transaction():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from marshmallow import RAISE
 
 from app.admin import schemas, service
@@ -12,6 +13,7 @@ from app.identity.models import GroupName
 from app.identity.schemas import UserSchema
 from app.sessions.guard import STAFF, authenticated, current_caller
 from app.web.blueprint import Blueprint
+from app.web.limits import rate_limited
 
 blp = Blueprint(
     "admin", __name__, url_prefix="/admin", description="User management for moderators and admins"
@@ -22,19 +24,24 @@ _NOT_FOUND = "No user with this id"
 
 @blp.route("/users", methods=["GET"])
 @authenticated(*STAFF)
+# Each caller's lists are counted, bad filters too: every list is cheap, but a staff token
+# must not loop them (ADMIN_LIST_RATE_LIMIT).
+@rate_limited(per_caller=lambda: current_app.config["ADMIN_LIST_RATE_LIMIT"])
 # Unknown query parameters are refused like unknown body fields: a typo is not a filter.
 @blp.arguments(schemas.UserFilterSchema, location="query", unknown=RAISE)
 @blp.response(200, schemas.UserPageSchema)
 def list_users(query: dict[str, Any]) -> service.UserPage:
-    """Users in id order, filtered by email substring, group, state and two-factor;
-    paginated."""
+    """Users in id order, filtered by email substring, group, state and two-factor; by
+    numbered page within the first 10,000 rows, by key (`after`) at any depth."""
     user_filter = service.UserFilter(
         email=query.get("email"),
         group=query.get("group"),
         is_active=query.get("is_active"),
         mfa_enabled=query.get("mfa_enabled"),
     )
-    return service.list_users(user_filter, query["page"], query["per_page"])
+    return service.list_users(
+        user_filter, query["per_page"], page=query.get("page"), after=query.get("after")
+    )
 
 
 @blp.route("/users/<id:user_id>", methods=["GET"])

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
+from limits import parse_many
 
 from app.core.connections import engine_options, redis_client_options, with_psycopg2
 from app.core.defaults import default_public_base_url, development_keys, webauthn_settings
@@ -98,6 +99,8 @@ def load_config(instance_path: str, env: dict[str, str] | None = None) -> dict[s
         # Per-address limits count an IPv6 client by this prefix: a client is given a whole
         # /64 (a /56 or /48 by some providers), and takes a new address from it at will.
         "RATELIMIT_IPV6_PREFIX": _int(env, "RATELIMIT_IPV6_PREFIX", 64),
+        # How many user lists (GET /admin/users) one staff account may ask for.
+        "ADMIN_LIST_RATE_LIMIT": env.get("ADMIN_LIST_RATE_LIMIT") or "60/minute",
         "S3_ENDPOINT_URL": env.get("S3_ENDPOINT_URL") or None,
         "S3_BUCKET": env.get("S3_BUCKET") or None,
         # The S3 address browsers can reach, when it differs from S3_ENDPOINT_URL.
@@ -201,6 +204,11 @@ def _refuse_unusable(config: dict[str, Any]) -> None:
             "RATELIMIT_IPV6_PREFIX must be a prefix length from 32 to 128 (64: one client per"
             f" /64), got {config['RATELIMIT_IPV6_PREFIX']!r}"
         )
+    if not _is_rate_limit(config["ADMIN_LIST_RATE_LIMIT"]):
+        raise ConfigError(
+            "ADMIN_LIST_RATE_LIMIT must be a rate limit such as 60/minute or"
+            f" '60/minute;600/hour', got {config['ADMIN_LIST_RATE_LIMIT']!r}"
+        )
     if config["REFRESH_REUSE_GRACE"] not in REFRESH_REUSE_GRACE_RANGE:
         raise ConfigError(
             "REFRESH_REUSE_GRACE must be 0 (off) to 60 seconds, got"
@@ -209,6 +217,14 @@ def _refuse_unusable(config: dict[str, Any]) -> None:
     problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
     if problems:
         raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
+
+
+def _is_rate_limit(value: Any) -> bool:
+    try:
+        items = parse_many(value) if isinstance(value, str) else []
+    except ValueError:
+        return False
+    return bool(items) and all(item.amount >= 1 for item in items)
 
 
 def _limiter_settings(config: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ request and no other command needs. What Flask-Migrate looks up in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -53,6 +54,22 @@ def init_migrations(app: Flask, db: SQLAlchemy, directory: str) -> None:
     app.cli.add_command(
         MigrationCommands("db", help="Perform database migrations (Flask-Migrate).")
     )
+
+
+def include_object_for(dialect_name: str) -> Callable[..., bool]:
+    """Alembic's `include_object` for a database of `dialect_name`: what the models create
+    only on another database (`Index(...).ddl_if(dialect="postgresql")`, such as the trigram
+    index of users' emails) is left out of autogenerate's comparison, as `create_all` leaves
+    it out of that database."""
+
+    def include_object(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        ddl_if = getattr(obj, "_ddl_if", None)
+        if ddl_if is None or ddl_if.dialect is None:
+            return True
+        dialects = [ddl_if.dialect] if isinstance(ddl_if.dialect, str) else ddl_if.dialect
+        return dialect_name in dialects
+
+    return include_object
 
 
 def create_index_online(

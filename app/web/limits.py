@@ -116,10 +116,11 @@ def rate_limited(
     *,
     per_address: str | None = None,
     per_email: str | None = None,
-    per_caller: str | None = None,
+    per_caller: str | Callable[[], str] | None = None,
 ) -> Callable[[F], F]:
-    """Apply the endpoint's limits (each a flask-limiter string such as "5/minute;20/hour"),
-    counting every request, and document the 429 they answer."""
+    """Apply the endpoint's limits (each a flask-limiter string such as "5/minute;20/hour",
+    or a function returning one, read per request: a limit the configuration sets), counting
+    every request, and document the 429 they answer."""
     keyed = [
         (rule, key)
         for rule, key in (

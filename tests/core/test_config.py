@@ -46,6 +46,25 @@ class TestConfiguration:
         with pytest.raises(ConfigError, match="ACTIVATION_TOKEN_TTL"):
             create_app()
 
+    @pytest.mark.parametrize("value", ["sixty a minute", "0/minute", "-5/minute", "60/fortnight"])
+    def test_a_bad_admin_list_limit_names_the_setting(
+        self, monkeypatch: pytest.MonkeyPatch, value: str
+    ) -> None:
+        from app import create_app
+
+        monkeypatch.setenv("ADMIN_LIST_RATE_LIMIT", value)
+        with pytest.raises(ConfigError, match="ADMIN_LIST_RATE_LIMIT"):
+            create_app()
+
+    def test_the_admin_list_limit_takes_flask_limiters_notation(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from app import create_app
+
+        assert create_app().config["ADMIN_LIST_RATE_LIMIT"] == "60/minute"
+        monkeypatch.setenv("ADMIN_LIST_RATE_LIMIT", "30/minute;600/hour")
+        assert create_app().config["ADMIN_LIST_RATE_LIMIT"] == "30/minute;600/hour"
+
 
 @pytest.mark.parametrize(("proxies", "seen"), [(0, "127.0.0.1"), (1, "203.0.113.7")])
 def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxies(
