@@ -86,13 +86,16 @@ dashboard: install
 # Throughput and latency figures against PostgreSQL, Redis, gunicorn, an RQ worker and an SMTP
 # server; needs wrk. It uses a database and a Redis database of its own and cleans up after
 # itself; see bench/README.md and bench/RESULTS.md. Options: BENCH_ARGS="--duration 6".
-# The load benchmark, then the worst cases of a password check and of a hostile upload; each
-# prints its figures, and a missed target fails the target only after all three have run.
+# The load benchmark, then the worst cases of a password check and of a hostile upload, then
+# the email worker's figures (bench/courier.py: throughput, registration to SMTP, an SMTP
+# outage's backlog); each prints its figures, and a missed target fails the target only
+# after all four have run.
 bench: install
 	rc=0; \
 	$(BIN)/python bench/run.py $(BENCH_ARGS) || rc=1; \
 	$(BIN)/python bench/strength.py || rc=1; \
 	$(BIN)/python bench/upload_rss.py || rc=1; \
+	$(BIN)/python bench/courier.py || rc=1; \
 	exit $$rc
 
 clean:

@@ -46,7 +46,7 @@ def run_worker(app: Flask) -> None:
     process does, so retries that are due go back to the queue."""
     from app.courier.worker import run_worker as work
 
-    work(app, burst=True, fork=False)
+    work(app, burst=True)
 
 
 # --- what the service stored and logged ---------------------------------------------------
