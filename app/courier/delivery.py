@@ -12,6 +12,7 @@ command) each email opens a connection of its own and QUITs it.
 
 from __future__ import annotations
 
+import email.policy
 import logging
 import re
 import secrets
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from email.mime.base import MIMEBase
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,6 +40,21 @@ REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SM
 # A server's answer to one message: the connection is still in step with the server.
 ANSWERS = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
 SERVICE_UNAVAILABLE = 421  # the server is closing the connection
+
+
+# Flask-Mail hands the message to the SMTP policy, whose generator parses every header again
+# to fold it: 1.7 ms of an email's CPU. The headers Flask-Mail sets are already encoded, and
+# compat32 with CRLF writes the same bytes in 0.7 ms.
+_WIRE_POLICY = email.policy.compat32.clone(linesep="\r\n")
+
+
+class OutboxMessage(Message):
+    """Flask-Mail's message, written for the wire with `_WIRE_POLICY`."""
+
+    def _message(self) -> MIMEBase:
+        message = super()._message()
+        message.policy = _WIRE_POLICY
+        return message
 
 
 class EmailRefused(PermanentJobFailure):

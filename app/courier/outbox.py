@@ -30,7 +30,6 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from flask import current_app
-from flask_mail import Message
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
@@ -38,7 +37,7 @@ from rq.job import Job, JobStatus
 from app.core.crypto import fernet_for
 from app.core.db import UTCDateTime, db, utcnow
 from app.core.redis import redis_connection
-from app.courier.delivery import EmailRefused, deliver
+from app.courier.delivery import EmailRefused, OutboxMessage, deliver
 from app.courier.models import EmailOutbox
 from app.courier.queue import enqueue_after_commit, is_running
 
@@ -124,38 +123,39 @@ def send_outbox_email(outbox_id: int) -> None:
 
     The row is claimed for the send (`_CLAIM`) and marked sent in the same transaction, so
     two jobs for one email (a sweep's dispatch beside a late original, a job queued twice)
-    never both send it, whichever workers run them."""
-    session = db.session
+    never both send it, whichever workers run them. On a connection of its own, with Core
+    statements: the ORM session would only add its bookkeeping to three statements."""
     params: dict[str, Any] = {"outbox_id": outbox_id}
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(_SQLITE_WRITE_LOCK, params)
-    claimed = session.execute(_CLAIM, params).first()
-    if claimed is None:
-        session.rollback()
-        log.info("email_already_sent", extra={"outbox_id": outbox_id})
-        return
-    message_id, payload = claimed
-    fields = json.loads(_fernet().decrypt(payload.encode()))
-    message = Message(
-        subject=fields["subject"],
-        recipients=[fields["to"]],
-        body=fields["text"],
-        html=fields["html"],
-    )
-    message.msgId = message_id
+    with db.engine.connect() as connection:  # rolled back when closed, unless committed
+        if connection.dialect.name == "sqlite":
+            connection.execute(_SQLITE_WRITE_LOCK, params)
+        claimed = connection.execute(_CLAIM, params).first()
+        if claimed is None:
+            log.info("email_already_sent", extra={"outbox_id": outbox_id})
+            return
+        message_id, payload = claimed
+        fields = json.loads(_fernet().decrypt(payload.encode()))
+        message = OutboxMessage(
+            subject=fields["subject"],
+            recipients=[fields["to"]],
+            body=fields["text"],
+            html=fields["html"],
+        )
+        message.msgId = message_id
 
-    def mark_sent() -> None:
-        session.execute(_MARK_SENT, {**params, "at": utcnow()})
-        session.commit()
+        def mark_sent() -> None:
+            connection.execute(_MARK_SENT, {**params, "at": utcnow()})
+            connection.commit()
 
-    try:
-        deliver(message, on_accepted=mark_sent)
-    except EmailRefused as refusal:
-        # Out of the sweep's reach (no payload) and kept, saying why, for the operator.
-        session.execute(_MARK_FAILED, {**params, "at": utcnow(), "reason": refusal.reason})
-        session.commit()
-        log.warning("email_refused", extra={"outbox_id": outbox_id, "reason": refusal.reason})
-        raise
+        try:
+            deliver(message, on_accepted=mark_sent)
+        except EmailRefused as refusal:
+            # Out of the sweep's reach (no payload) and kept, saying why, for the operator.
+            failed = {**params, "at": utcnow(), "reason": refusal.reason}
+            connection.execute(_MARK_FAILED, failed)
+            connection.commit()
+            log.warning("email_refused", extra={"outbox_id": outbox_id, "reason": refusal.reason})
+            raise
 
 
 def unsent_emails(failed_only: bool = False) -> list[EmailOutbox]:
