@@ -317,7 +317,9 @@ def test_the_first_retry_comes_after_seconds(
     smtp_server.start()
 
     wait_for(lambda: mailbox.to("soon@example.com"), "the retry", timeout=15)
-    assert time.monotonic() - failed_at < RETRY_INTERVALS[0] + 2.5
+    # 2 s, less than a second of rounding, the scheduler's 1 s poll, and room for a busy
+    # machine: well short of the 30 s the first retry used to wait.
+    assert time.monotonic() - failed_at < RETRY_INTERVALS[0] + 4
     job = wait_for(
         lambda: (j := email_job(redis_app, row_id)).get_status() == JobStatus.FINISHED and j,
         "the job to finish",
@@ -350,8 +352,9 @@ def test_emails_that_waited_out_an_outage_go_as_soon_as_the_server_answers(
 
     wait_for(lambda: len(mailbox.messages) == len(ids), "the backlog", timeout=20)
     waited = time.monotonic() - back
-    # The probe asks every 3 s; the scheduler moves it within 1 s.
-    assert waited < 6, waited
+    # The probe asks every 3 s and the scheduler moves it within 1 s; the emails' own next
+    # retries are 14 s or more away.
+    assert waited < 10, waited
     assert_each_sent_once(redis_app, mailbox)
     assert not conn.exists(OUTAGE_KEY)
     assert "smtp_outage_ends" in wait_for(
