@@ -86,15 +86,18 @@ dashboard: install
 # Throughput and latency figures against PostgreSQL, Redis, gunicorn, an RQ worker and an SMTP
 # server; needs wrk. It uses a database and a Redis database of its own and cleans up after
 # itself; see bench/README.md and bench/RESULTS.md. Options: BENCH_ARGS="--duration 6".
-# The load benchmark, the worst cases of a password check and of a hostile upload, then the
-# scale section (a million users, three million login rows: the admin list and the scheduled
-# clean-up; SCALE_ARGS="--users 50000 --tokens 150000" runs it small); each prints its
-# figures, and a missed target fails the target only after all of them have run.
+# The load benchmark, the worst cases of a password check and of a hostile upload, the email
+# worker's figures (bench/courier.py: throughput, registration to SMTP, an SMTP outage's
+# backlog), then the scale section (a million users, three million login rows: the admin
+# list and the scheduled clean-up; SCALE_ARGS="--users 50000 --tokens 150000" runs it
+# small); each prints its figures, and a missed target fails the target only after all of
+# them have run.
 bench: install
 	rc=0; \
 	$(BIN)/python bench/run.py $(BENCH_ARGS) || rc=1; \
 	$(BIN)/python bench/strength.py || rc=1; \
 	$(BIN)/python bench/upload_rss.py || rc=1; \
+	$(BIN)/python bench/courier.py || rc=1; \
 	$(BIN)/python bench/scale.py $(SCALE_ARGS) || rc=1; \
 	exit $$rc
 

@@ -110,7 +110,8 @@ def _app_with_redis() -> Flask:
 @rq_cli.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 def rq_worker_command(burst: bool) -> None:
-    """Run an RQ worker for this service's queue; each job runs in a fresh app context."""
+    """Run an RQ worker for this service's queue: each job in this process (no fork), in a
+    fresh app context, its emails over one kept SMTP connection. Start several for more."""
     run_worker(_app_with_redis(), burst=burst)
 
 

@@ -277,6 +277,26 @@ def jobs_idle(app: Flask) -> bool:
         return queue.count == 0 and StartedJobRegistry(queue=queue).count == 0
 
 
+def queue_emails(app: Flask, tag: str, count: int, batch: int = 500) -> set[bytes]:
+    """Record `count` emails the way the use cases do (a row each, its job queued after the
+    commit), `batch` to a transaction; return their Message-IDs as the SMTP server sees them."""
+    from app.courier.models import EmailOutbox
+    from app.courier.outbox import queue_email
+
+    with app.app_context():
+        before = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(EmailOutbox.id), 0)))
+        for start in range(0, count, batch):
+            for i in range(start, min(count, start + batch)):
+                queue_email(f"{tag}-{i}@example.com", "Bench", "plain body", "<p>html body</p>")
+            db.session.commit()
+        found = db.session.scalars(
+            sa.select(EmailOutbox.message_id).where(EmailOutbox.id > before)
+        ).all()
+    if len(found) != count:
+        raise BenchError(f"{count} emails queued, {len(found)} rows found")
+    return {message_id.encode() for message_id in found}
+
+
 # --- bench/scale.py ------------------------------------------------------------------------
 
 

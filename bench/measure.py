@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import itertools
 import json
 import random
 import signal
@@ -230,6 +231,7 @@ def check_same_caller(service: Subject, floor: Subject, access_token: str) -> No
 class RegistrationResult:
     sent: int
     created: int
+    clients: int
     http_p50_ms: float
     http_p95_ms: float
     emails: int
@@ -242,37 +244,42 @@ class RegistrationResult:
 
 
 def register_load(
-    port: int, rate: float, seconds: float, smtp: ArrivalHandler
+    port: int, seconds: float, smtp: ArrivalHandler, clients: int
 ) -> RegistrationResult:
-    """Open-loop: request i is sent at start + i / rate whatever the earlier ones do, so a slow
-    server shows up as latency instead of as a lower request rate."""
-    count = max(1, round(rate * seconds))
-    start = time.monotonic() + 0.5
+    """Registrations as fast as the API takes them: `clients` clients, each sending the next
+    registration as soon as its previous one is answered, for `seconds`. Each email's time
+    is counted from the start of its request to its arrival at the SMTP server."""
     run_id = int(time.time())
+    numbers = itertools.count()  # next() is atomic under the GIL: one number per request
+    start = time.monotonic()
+    deadline = start + seconds
 
-    def one(i: int) -> tuple[str, float, float, int]:
-        time.sleep(max(0.0, start + i / rate - time.monotonic()))
-        email = f"reg-{run_id}-{i}@example.com"
-        body = json.dumps({"email": email, "password": f"violet harbour {i} tangerine ledger"})
-        sent = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        try:
-            conn.request("POST", "/auth/register", body, {"Content-Type": "application/json"})
-            response = conn.getresponse()
-            response.read()
-            status = response.status
-        except OSError:
-            status = 0
-        finally:
-            conn.close()
-        return email, sent, time.monotonic(), status
+    def client(_: int) -> list[tuple[str, float, float, int]]:
+        outcomes = []
+        while time.monotonic() < deadline:
+            i = next(numbers)
+            email = f"reg-{run_id}-{i}@example.com"
+            body = json.dumps({"email": email, "password": f"violet harbour {i} tangerine ledger"})
+            sent = time.monotonic()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            try:
+                conn.request("POST", "/auth/register", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                status = 0
+            finally:
+                conn.close()
+            outcomes.append((email, sent, time.monotonic(), status))
+        return outcomes
 
-    log(f"registrations: {count} at {rate:g}/s, each followed to its email")
-    with ThreadPoolExecutor(max_workers=min(count, 256)) as pool:
-        outcomes = list(pool.map(one, range(count)))
+    log(f"registrations for {seconds:g} s from {clients} clients, each followed to its email")
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        outcomes = [o for batch in pool.map(client, range(clients)) for o in batch]
     created = [(email, sent, done) for email, sent, done, status in outcomes if status == 201]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    wait_until = time.monotonic() + 30
+    while time.monotonic() < wait_until:
         if all(smtp.first_arrival(email) is not None for email, _, _ in created):
             break
         time.sleep(0.1)
@@ -283,8 +290,9 @@ def register_load(
     after_response = [arrival - done for _, done, arrival in arrivals if arrival is not None]
     span = max((done for _, _, done in created), default=start) - start
     return RegistrationResult(
-        sent=count,
+        sent=len(outcomes),
         created=len(created),
+        clients=clients,
         http_p50_ms=percentile(http_latency, 50) * 1000,
         http_p95_ms=percentile(http_latency, 95) * 1000,
         emails=len(email_latency),

@@ -120,6 +120,17 @@ def render_account_states(t: StateTimings) -> str:
     return "\n".join(lines)
 
 
+def registration_target(reg: RegistrationResult) -> Target:
+    """Registrations offered as fast as the API takes them; every one answered 201 emailed."""
+    return Target(
+        "registration -> SMTP p95 <= 1 s, registrations as fast as the API takes them",
+        f"{reg.email_p95_s:.2f} s ({reg.emails}/{reg.created} emails, "
+        f"{reg.served_per_s:.1f} registrations/s from {reg.clients} clients)",
+        "<= 1.00 s, every email",
+        reg.email_p95_s <= 1.0 and reg.emails == reg.created == reg.sent,
+    )
+
+
 def render_targets(goals: list[Target]) -> str:
     lines = ["", "| target | measured | goal | result |", "|---|---|---|---|"]
     for t in goals:
@@ -168,12 +179,7 @@ def targets(f: Figures) -> list[Target]:
             "< 1.5 s",
             f.cli_start_s < 1.5,
         ),
-        Target(
-            "registration -> SMTP p95 <= 1 s",
-            f"{reg.email_p95_s:.2f} s ({reg.emails}/{reg.sent} emails)",
-            "<= 1.00 s, every email",
-            reg.email_p95_s <= 1.0 and reg.emails == reg.sent,
-        ),
+        registration_target(reg),
         Target(
             "cleanup of expired tokens <= 30 s",
             f"{cleanup.seconds:.1f} s for {cleanup.deleted:,} rows",
@@ -247,7 +253,7 @@ def render(f: Figures, goals: list[Target]) -> str:
     )
     lines.append(
         f"| registrations sent / 201 | {reg.sent} / {reg.created} "
-        f"at {f.settings['reg_rate']}/s; served {reg.served_per_s:.1f}/s |"
+        f"from {reg.clients} clients back to back; served {reg.served_per_s:.1f}/s |"
     )
     lines.append(
         f"| POST /auth/register latency p50 / p95 | {reg.http_p50_ms:.0f} ms / "

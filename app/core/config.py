@@ -123,6 +123,9 @@ def _mail_settings(env: dict[str, str], instance: Path) -> dict[str, Any]:
         or "Cinema Accounts <no-reply@localhost>",
         # Seconds each SMTP operation may take (connect, greeting, every command).
         "MAIL_TIMEOUT": _int(env, "MAIL_TIMEOUT", 10),
+        # Seconds the worker's kept SMTP connection may sit idle before the next email opens
+        # a new one (app/courier/delivery.py); 0 opens a connection for every email.
+        "MAIL_IDLE_TIMEOUT": _int(env, "MAIL_IDLE_TIMEOUT", 30),
         "MAIL_OUTBOX_DIR": str(instance / "outbox"),
         "PUBLIC_BASE_URL": (
             env.get("PUBLIC_BASE_URL")

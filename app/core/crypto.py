@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from functools import lru_cache
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.hashes import SHA256
@@ -19,18 +20,37 @@ from flask import current_app
 INFO_PREFIX = b"cinema-accounts/"
 
 
+# A process derives each key once: the email worker reads every outbox row with the
+# email-outbox key, and HKDF (with the Fernet built on it) cost more than the decryption.
+# Keyed by the secret too, so a new SECRET_KEY (a test's app, a rotation read with the
+# previous key) gets its own keys; a handful of purposes and secrets, hence the small bound.
+KEYS_KEPT = 32
+
+
 def derive_key(purpose: str, secret_key: str | None = None) -> bytes:
     """32 bytes for `purpose` (e.g. "email-outbox"), from SECRET_KEY (or from `secret_key`,
     a previous one, to read what it encrypted)."""
     root = secret_key if secret_key is not None else current_app.config["SECRET_KEY"]
+    return _derived(purpose, root)
+
+
+def fernet_for(purpose: str, secret_key: str | None = None) -> Fernet:
+    """Authenticated encryption (AES-128-CBC + HMAC-SHA256) with the key of `purpose`; the
+    same object for the same purpose and secret (Fernet keeps no state between calls)."""
+    root = secret_key if secret_key is not None else current_app.config["SECRET_KEY"]
+    return _fernet(purpose, root)
+
+
+@lru_cache(maxsize=KEYS_KEPT)
+def _derived(purpose: str, root: str) -> bytes:
     return HKDF(
         algorithm=SHA256(), length=32, salt=None, info=INFO_PREFIX + purpose.encode()
     ).derive(root.encode())
 
 
-def fernet_for(purpose: str, secret_key: str | None = None) -> Fernet:
-    """Authenticated encryption (AES-128-CBC + HMAC-SHA256) with the key of `purpose`."""
-    return Fernet(base64.urlsafe_b64encode(derive_key(purpose, secret_key)))
+@lru_cache(maxsize=KEYS_KEPT)
+def _fernet(purpose: str, root: str) -> Fernet:
+    return Fernet(base64.urlsafe_b64encode(_derived(purpose, root)))
 
 
 def hash_token(token: str) -> str:

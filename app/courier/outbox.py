@@ -3,8 +3,9 @@
 `queue_email` writes an `email_outbox` row (the message encrypted) before the use case
 commits, and after the commit hands the row's id to RQ (`send_outbox_email`), or sends it
 in-process without REDIS_URL. RQ jobs carry only that id, so no link secret sits in Redis
-or in the dashboard. The job sends the message with the row's Message-ID, marks the row
-sent and drops the payload.
+or in the dashboard. The job claims the row (a row lock held until it ends), sends the
+message with the row's Message-ID, marks the row sent and drops the payload, in one
+transaction: two jobs for the same row, on any workers, never both send it.
 
 A permanent refusal by the mail server (a 5xx answer, `EmailRefused`) ends the email at
 once: the row is marked failed with the server's answer, its payload dropped, and RQ records
@@ -13,8 +14,9 @@ the job as failed without retrying it.
 If the hand-over is lost (Redis down or restarted empty at commit, a worker killed in the
 middle of a send), `sweep_outbox` - run every minute by the scheduler - dispatches again
 every row not sent within SWEEP_AFTER seconds whose job is no longer alive. Delivery is
-therefore at least once: a send cut off after the server took the message goes again, as
-the same message (same Message-ID), which mail clients show once.
+therefore at least once: a send cut off after the server took the message but before its
+answer came (or before the row was marked) goes again, as the same message (same
+Message-ID), which mail clients show once.
 """
 
 from __future__ import annotations
@@ -23,19 +25,19 @@ import json
 import logging
 from datetime import datetime, timedelta
 from email.utils import make_msgid, parseaddr
+from typing import Any
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 from flask import current_app
-from flask_mail import Message
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from app.core.crypto import fernet_for
-from app.core.db import db, utcnow
+from app.core.db import UTCDateTime, db, utcnow
 from app.core.redis import redis_connection
-from app.courier.delivery import EmailRefused, deliver
+from app.courier.delivery import EmailRefused, OutboxMessage, deliver
 from app.courier.models import EmailOutbox
 from app.courier.queue import enqueue_after_commit, is_running
 
@@ -60,8 +62,11 @@ def _fernet() -> Fernet:
     return fernet_for(ENCRYPTION_PURPOSE)
 
 
+JOB_PREFIX = "email-outbox-"
+
+
 def job_id(outbox_id: int) -> str:
-    return f"email-outbox-{outbox_id}"
+    return f"{JOB_PREFIX}{outbox_id}"
 
 
 def queue_email(
@@ -82,36 +87,75 @@ def queue_email(
     enqueue_after_commit(send_outbox_email, row.id, job_id=job_id(row.id))
 
 
-def send_outbox_email(outbox_id: int) -> None:
-    """The job: send the recorded email unless it was sent already (a second dispatch)."""
-    row = db.session.get(EmailOutbox, outbox_id)
-    if row is None or row.sent_at is not None or row.payload is None:
-        log.info("email_already_sent", extra={"outbox_id": outbox_id})
-        return
-    fields = json.loads(_fernet().decrypt(row.payload.encode()))
-    message = Message(
-        subject=fields["subject"],
-        recipients=[fields["to"]],
-        body=fields["text"],
-        html=fields["html"],
+# The job's statements, built once (Core, on the table: no ORM object is loaded or tracked).
+_outbox = EmailOutbox.__table__
+_this_row = _outbox.c.id == sa.bindparam("outbox_id")
+# The row, if still to be sent, locked until the job's transaction ends. PostgreSQL waits
+# for a lock another job holds on it, then reads the row anew: sent meanwhile, it is no
+# longer found; left unsent (that send failed), this job sends it.
+_CLAIM = (
+    sa.select(_outbox.c.message_id, _outbox.c.payload)
+    .where(_this_row, _outbox.c.sent_at.is_(None), _outbox.c.payload.is_not(None))
+    .with_for_update()
+)
+# SQLite locks no rows (FOR UPDATE is not rendered): a write first takes its database-wide
+# write lock, held to the end of the job's transaction, which SQLite's other writers wait
+# for (its busy timeout, 5 s). SQLite is for development: production refuses it.
+_SQLITE_WRITE_LOCK = sa.update(_outbox).where(_this_row).values(attempts=_outbox.c.attempts)
+_MARK_SENT = (
+    sa.update(_outbox)
+    .where(_this_row)
+    .values(sent_at=sa.bindparam("at", type_=UTCDateTime), payload=None)
+)
+_MARK_FAILED = (
+    sa.update(_outbox)
+    .where(_this_row)
+    .values(
+        failed_at=sa.bindparam("at", type_=UTCDateTime),
+        failure=sa.bindparam("reason"),
+        payload=None,
     )
-    message.msgId = row.message_id
+)
 
-    def mark_sent() -> None:
-        row.sent_at = utcnow()
-        row.payload = None
-        db.session.commit()
 
-    try:
-        deliver(message, on_accepted=mark_sent)
-    except EmailRefused as refusal:
-        # Out of the sweep's reach (no payload) and kept, saying why, for the operator.
-        row.failed_at = utcnow()
-        row.failure = refusal.reason
-        row.payload = None
-        db.session.commit()
-        log.warning("email_refused", extra={"outbox_id": outbox_id, "reason": refusal.reason})
-        raise
+def send_outbox_email(outbox_id: int) -> None:
+    """The job: send the recorded email unless it was sent already (a second dispatch).
+
+    The row is claimed for the send (`_CLAIM`) and marked sent in the same transaction, so
+    two jobs for one email (a sweep's dispatch beside a late original, a job queued twice)
+    never both send it, whichever workers run them. On a connection of its own, with Core
+    statements: the ORM session would only add its bookkeeping to three statements."""
+    params: dict[str, Any] = {"outbox_id": outbox_id}
+    with db.engine.connect() as connection:  # rolled back when closed, unless committed
+        if connection.dialect.name == "sqlite":
+            connection.execute(_SQLITE_WRITE_LOCK, params)
+        claimed = connection.execute(_CLAIM, params).first()
+        if claimed is None:
+            log.info("email_already_sent", extra={"outbox_id": outbox_id})
+            return
+        message_id, payload = claimed
+        fields = json.loads(_fernet().decrypt(payload.encode()))
+        message = OutboxMessage(
+            subject=fields["subject"],
+            recipients=[fields["to"]],
+            body=fields["text"],
+            html=fields["html"],
+        )
+        message.msgId = message_id
+
+        def mark_sent() -> None:
+            connection.execute(_MARK_SENT, {**params, "at": utcnow()})
+            connection.commit()
+
+        try:
+            deliver(message, on_accepted=mark_sent)
+        except EmailRefused as refusal:
+            # Out of the sweep's reach (no payload) and kept, saying why, for the operator.
+            failed = {**params, "at": utcnow(), "reason": refusal.reason}
+            connection.execute(_MARK_FAILED, failed)
+            connection.commit()
+            log.warning("email_refused", extra={"outbox_id": outbox_id, "reason": refusal.reason})
+            raise
 
 
 def unsent_emails(failed_only: bool = False) -> list[EmailOutbox]:

@@ -30,10 +30,15 @@ log = logging.getLogger(__name__)
 
 QUEUE_NAME = "accounts"
 PENDING_KEY = "pending_jobs"
-# Email jobs: five retries spread over about a quarter of an hour; after that the outbox sweep
-# (app/courier/outbox.py) dispatches the email again on its own schedule.
-RETRY_INTERVALS = [30, 60, 120, 240, 450]
-# RQ kills a job's work horse after this long; an SMTP conversation is bounded well within it.
+# Email jobs: six retries, the first after seconds (a server restarting, a connection lost),
+# spread over a little more than a quarter of an hour (922 s); after that the outbox sweep
+# (app/courier/outbox.py) dispatches the email again on its own schedule. Emails waiting for
+# a retry while the server was away go as soon as it answers (app/courier/recovery.py).
+RETRY_INTERVALS = [2, 5, 15, 60, 240, 600]
+# A job still running after this long is stopped: the worker runs jobs in its own process,
+# and RQ's SIGALRM "death penalty" raises JobTimeoutException in it at the timeout (RQ kills
+# a forked work horse instead). An SMTP conversation is bounded well within it (MAIL_TIMEOUT
+# per step).
 JOB_TIMEOUT = 60
 
 Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -89,7 +94,7 @@ def dispatch(func: Callable[..., Any], *args: Any, job_id: str | None = None) ->
 
 def is_running(job: RQJob, now: datetime) -> bool:
     """Started and still inside its timeout. A started job older than that lost its worker
-    (killed hard: nothing marked it failed), since RQ kills a horse at the timeout."""
+    (killed hard: nothing marked it failed), since RQ stops a job at its timeout."""
     if job.get_status(refresh=False) != JobStatus.STARTED or job.started_at is None:
         return False
     timeout = job.timeout if job.timeout and job.timeout > 0 else Queue.DEFAULT_TIMEOUT

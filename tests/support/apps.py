@@ -41,12 +41,14 @@ def make_app(database_url: str, tmp_path: Path, smtp_port: int, **overrides: Any
 
 
 def run_worker(app: Flask) -> None:
-    """The service's own RQ worker in burst mode, in this process (no fork), so a test sees
-    what it did as soon as it returns. It runs RQ's scheduler first, as the `flask rq worker`
-    process does, so retries that are due go back to the queue."""
+    """The service's own RQ worker in burst mode, in this process (as `flask rq worker` runs
+    its jobs: no fork), so a test sees what it did as soon as it returns, and a travelled
+    clock reaches RQ's scheduler. It runs the scheduler first, as the `flask rq worker`
+    process does, so retries that are due go back to the queue; it holds one SMTP
+    connection for its jobs and QUITs it when it returns."""
     from app.courier.worker import run_worker as work
 
-    work(app, burst=True, fork=False)
+    work(app, burst=True)
 
 
 # --- what the service stored and logged ---------------------------------------------------
