@@ -21,7 +21,7 @@ from app.identity.users import get_group, keep_an_active_admin
 from app.links.models import ActivationToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
 from app.mfa import service as mfa
-from app.sessions.refresh_tokens import end_all_logins
+from app.sessions.endings import end_all_logins
 
 
 @dataclass(frozen=True)
