@@ -167,8 +167,8 @@ def seed_floor_logins(app: Flask, user_ids: list[int], count: int) -> list[str]:
 
 def insert_expired_tokens(app: Flask, total: int, user_ids: list[int], password_hash: str) -> float:
     """Fill the token tables with `total` expired rows, the way months of traffic would:
-    90 % rotated-out refresh tokens of the seeded users, 10 % activation tokens of accounts
-    that were never activated. Returns the seconds the inserts took."""
+    90 % expired logins of the seeded users (each holds its refresh token), 10 % activation
+    tokens of accounts that were never activated. Returns the seconds the inserts took."""
     activation = total // 10
     refresh = total - activation
     started = time.perf_counter()
@@ -196,13 +196,13 @@ def insert_expired_tokens(app: Flask, total: int, user_ids: list[int], password_
         )
         db.session.execute(
             sa.text(
-                "INSERT INTO refresh_tokens"
-                " (token_hash, user_id, family_id, expires_at, created_at, used_at, revoked_at)"
-                " SELECT md5('refresh' || g), (:ids)[1 + g % :users], md5('family' || (g / 4)),"
+                "INSERT INTO sessions (user_id, family_id, created_at, last_used_at, expires_at,"
+                "                      ended_at, refresh_generation, refresh_hash)"
+                " SELECT (:ids)[1 + g % :users], md5('family' || g),"
+                "        now() - interval '8 days', now() - interval '7 days',"
                 "        now() - (g % 10000) * interval '1 minute' - interval '1 minute',"
-                "        now() - interval '8 days',"
-                "        CASE WHEN g % 4 <> 3 THEN now() - interval '8 days' END,"
-                "        CASE WHEN g % 20 = 0 THEN now() - interval '8 days' END"
+                "        CASE WHEN g % 20 = 0 THEN now() - interval '8 days' END,"
+                "        g % 700, encode(sha256(('refresh' || g)::bytea), 'hex')"
                 " FROM generate_series(1, :n) AS g"
             ),
             {"ids": user_ids, "users": len(user_ids), "n": refresh},
@@ -211,7 +211,7 @@ def insert_expired_tokens(app: Flask, total: int, user_ids: list[int], password_
         inserted = time.perf_counter() - started
         # What autovacuum would have done long before a table grew to this size.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(sa.text("ANALYZE users, activation_tokens, refresh_tokens"))
+            conn.execute(sa.text("ANALYZE users, activation_tokens, sessions"))
         db.session.remove()
     return inserted
 

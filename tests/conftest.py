@@ -60,7 +60,6 @@ TABLES_CHILD_FIRST = [
     "mfa_totp_factors",
     "security_events",
     "email_outbox",
-    "refresh_tokens",
     "email_change_tokens",
     "sessions",
     "password_reset_tokens",

@@ -15,7 +15,7 @@ from app.core.db import db
 from app.core.log import JSONFormatter
 from app.identity.models import User
 from app.links.models import ActivationToken, PasswordResetToken
-from app.sessions.models import RefreshToken
+from app.sessions.models import LoginSession
 from tests.support.apps import run_worker, service_log_records
 from tests.support.http import PASSWORD, bearer, past_the_refresh_grace
 from tests.support.mail import Mailbox
@@ -35,7 +35,8 @@ def stored_secrets(app: Flask) -> list[str]:
         values = list(db.session.scalars(sa.select(User.password_hash)))
         for model in (ActivationToken, PasswordResetToken):
             values += db.session.scalars(sa.select(model.token_hash))
-        values += db.session.scalars(sa.select(RefreshToken.token_hash))
+        for column in (LoginSession.refresh_hash, LoginSession.previous_refresh_hash):
+            values += db.session.scalars(sa.select(column).where(column.is_not(None)))
     return values
 
 

@@ -12,7 +12,7 @@ from app.core.db import db, utcnow
 from app.identity.models import UserGroup
 from app.identity.users import find_user_by_email
 from app.links.models import ActivationToken
-from app.sessions.models import RefreshToken
+from app.sessions.models import LoginSession
 from tests.support.http import PASSWORD, Accounts, bearer
 
 
@@ -133,11 +133,12 @@ class TestCommandLine:
                 sa.select(ActivationToken).where(ActivationToken.user_id == old.id)
             )
             token.expires_at = utcnow() - timedelta(seconds=1)
+            # A login (and so its refresh token) that expired yesterday.
             db.session.add(
-                RefreshToken(
-                    token_hash="x",
+                LoginSession(
                     user_id=old.id,
                     family_id="f",
+                    refresh_hash="x",
                     expires_at=utcnow() - timedelta(days=1),
                 )
             )
@@ -145,6 +146,6 @@ class TestCommandLine:
         result = app.test_cli_runner().invoke(args=["cleanup-tokens"])
         assert result.exit_code == 0
         assert "activation: 1 deleted" in result.output
-        assert "refresh: 1 deleted" in result.output
+        assert "sessions: 1 deleted" in result.output
         with app.app_context():
             assert db.session.scalar(sa.select(sa.func.count()).select_from(ActivationToken)) == 1

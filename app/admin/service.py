@@ -27,7 +27,7 @@ from app.identity.users import get_group, keep_an_active_admin
 from app.links.models import ActivationToken, PasswordResetToken
 from app.links.tokens import drop_email_tokens
 from app.mfa import service as mfa
-from app.sessions.refresh_tokens import end_all_logins
+from app.sessions.endings import end_all_logins
 
 # The exact total counts at most this many matches (one more says "there are more"); past
 # it the total is an estimate. The same number bounds how deep `page` reaches.

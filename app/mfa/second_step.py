@@ -23,7 +23,8 @@ from app.identity.users import active_user
 from app.mfa.factor import Used, record_change, refuse_code, spend_code, unused_recovery_codes
 from app.mfa.limits import count_code_attempt
 from app.mfa.models import MfaChallenge
-from app.sessions.refresh_tokens import end_all_logins, issue_token_pair
+from app.sessions.endings import end_all_logins
+from app.sessions.refresh_tokens import issue_token_pair
 
 MFA_TOKEN_TTL = 300  # seconds
 DEAD_STEP = "This two-factor step has expired or was already used; log in again."

@@ -33,7 +33,7 @@ from app.mfa.factor import (
 )
 from app.mfa.limits import count_code_attempt
 from app.mfa.models import TotpFactor
-from app.sessions.refresh_tokens import end_all_logins
+from app.sessions.endings import end_all_logins
 
 ALREADY_ON = "Two-factor is already on; turn it off first to move it to another app."
 NOT_ON = "Two-factor is not on for this account."

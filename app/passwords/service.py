@@ -23,7 +23,7 @@ from app.mfa import service as mfa
 from app.mfa.second_step import start_login
 from app.passwords import hashing
 from app.passwords.strength import check_password_strength
-from app.sessions.refresh_tokens import end_all_logins
+from app.sessions.endings import end_all_logins
 
 WRONG_CREDENTIALS = "The email or password is wrong."
 

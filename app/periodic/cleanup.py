@@ -11,7 +11,7 @@ from app.links.tokens import delete_expired_link_tokens
 from app.mfa import second_step
 from app.oidc.flow import delete_expired_sign_ins
 from app.passkeys import challenges as passkey_challenges
-from app.sessions.refresh_tokens import delete_expired_logins, delete_expired_refresh_tokens
+from app.sessions.refresh_tokens import delete_expired_logins
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ def delete_expired_tokens(
     now = utcnow()
     counts = {
         **delete_expired_link_tokens(now, batch_size, pause_seconds),
-        "refresh": delete_expired_refresh_tokens(now, batch_size, pause_seconds),
         "sessions": delete_expired_logins(now, batch_size, pause_seconds),
         "mfa_challenges": second_step.delete_expired_challenges(now, batch_size, pause_seconds),
         "webauthn_challenges": passkey_challenges.delete_expired_challenges(

@@ -38,7 +38,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_jwt_extended.tokens import _decode_jwt
 from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError, InvalidTokenError
 
-from app.identity.models import User
+from app.identity.models import GroupName, User
 from app.keys.ring import keyring
 
 # Tokens remembered per process: about 1.5 KiB each, so at most a few MiB. Only tokens that
@@ -183,12 +183,20 @@ def issue_access_token(user: User, family_id: str, now: datetime, lifetime: time
 
     It carries the family id, so ending the login (logout, reuse, a password change) also
     stops the access tokens issued to it."""
+    return sign_access_token(user.id, user.group.name, family_id, now, lifetime)
+
+
+def sign_access_token(
+    user_id: int, group: GroupName, family_id: str, now: datetime, lifetime: timedelta
+) -> str:
+    """`issue_access_token` for a caller that read the user's id and group without loading
+    the user (a refresh reads them in the statement that rotates its token)."""
     settings = current_app.config
     return keyring().sign(
         {
             "iss": settings["PUBLIC_BASE_URL"],
             "aud": settings["JWT_AUDIENCE"],
-            "sub": str(user.id),
+            "sub": str(user_id),
             "iat": now,
             "exp": now + lifetime,
             "jti": uuid.uuid4().hex,
@@ -196,7 +204,7 @@ def issue_access_token(user: User, family_id: str, now: datetime, lifetime: time
             "fam": family_id,
             # As of issue time, for the services that trust the token; our own endpoints
             # read the stored group, so a change applies on the next request.
-            "group": user.group.name.value,
+            "group": group.value,
         }
     )
 

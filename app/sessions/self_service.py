@@ -13,8 +13,8 @@ from app.core.errors import SessionNotFound
 from app.core.log import audit
 from app.events.models import EventType
 from app.events.service import record_event
+from app.sessions.endings import end_logins
 from app.sessions.models import LoginSession, live_logins_of
-from app.sessions.refresh_tokens import end_logins
 
 # The most recently used logins listed; ending all the others still ends every one.
 MAX_LISTED = 100

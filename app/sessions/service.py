@@ -9,34 +9,38 @@ from app.core.db import db
 from app.core.log import audit
 from app.events.models import EventType
 from app.events.service import record_event
-from app.identity.users import active_user
 from app.sessions.access_tokens import login_of_any_token
-from app.sessions.refresh_tokens import end_login, issue_token_pair, spend_refresh_token
+from app.sessions.endings import end_login
+from app.sessions.refresh_tokens import (
+    continue_login,
+    login_of_refresh_token,
+    spend_refresh_token,
+)
 
 
 def refresh(refresh_token: str) -> dict[str, Any]:
     """Spend a refresh token for the next token pair of its login.
 
     A spent token presented again ends the login (reuse), unless it is the one just rotated,
-    within REFRESH_REUSE_GRACE: then it gets a fresh pair of the same login. An account
-    deleted or deactivated since is refused, and then the spend is never committed."""
+    within REFRESH_REUSE_GRACE: then it gets a fresh access token and the refresh token that
+    rotation made, of the same login. An account deleted or deactivated since is refused,
+    and nothing is spent then."""
     spent = spend_refresh_token(refresh_token)
-    user = active_user(spent.user_id)
-    pair = issue_token_pair(user, family_id=spent.family_id, family_expires_at=spent.expires_at)
+    pair = continue_login(spent)
     db.session.commit()
-    audit("token_refreshed", user_id=user.id, family=spent.family_id)
+    audit("token_refreshed", user_id=spent.user_id, family=spent.family)
     return pair
 
 
 def logout(refresh_token: str, access_token: str | None) -> None:
     """End the login of the refresh token; and, when the access token sent with it belongs
     to another login of the same user, that one too."""
-    spent = spend_refresh_token(refresh_token)
-    end_login(spent.family_id)
+    user_id, family = login_of_refresh_token(refresh_token)
+    end_login(family)
     if access_token:
         login = login_of_any_token(access_token)
-        if login is not None and login[0] == spent.user_id:
+        if login is not None and login[0] == user_id:
             end_login(login[1])
-    record_event(EventType.LOGGED_OUT, spent.user_id)
+    record_event(EventType.LOGGED_OUT, user_id)
     db.session.commit()
-    audit("logged_out", user_id=spent.user_id, family=spent.family_id)
+    audit("logged_out", user_id=user_id, family=family)

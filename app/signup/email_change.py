@@ -21,7 +21,7 @@ from app.identity.models import User
 from app.links.models import EmailChangeToken, PasswordResetToken
 from app.links.tokens import INVALID_LINK, drop_email_tokens, issue_email_token, spend_email_token
 from app.passwords.service import check_current_password
-from app.sessions.refresh_tokens import end_all_logins
+from app.sessions.endings import end_all_logins
 from app.signup.service import EMAIL_TAKEN, pending_account
 
 

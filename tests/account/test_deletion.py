@@ -47,7 +47,7 @@ def test_everything_of_the_account_goes_in_one_request(
 ) -> None:
     before = rows_of(app, leaving.id)
     assert before["users"] == before["user_profiles"] == before["password_reset_tokens"] == 1
-    assert before["refresh_tokens"] == 2  # two logins
+    assert before["sessions"] == 2  # two logins, each holding its refresh token
     assert before["email_outbox"] == 2  # the activation and reset emails
     assert before["security_events"] == 4
 

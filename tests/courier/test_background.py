@@ -46,7 +46,7 @@ from app.periodic.scheduler import (
     Periodic,
     make_scheduler,
 )
-from app.sessions.models import RefreshToken
+from app.sessions.models import LoginSession
 from tests.support.apps import BIN, ROOT, flask_command, run_worker
 from tests.support.mail import Mailbox, SMTPServer
 from tests.support.services import PROCESS_TIMEOUT, free_port
@@ -72,7 +72,7 @@ def fetch(app: Flask, job_id: str) -> Job:
 
 def make_tokens(app: Flask, *, expired: int, valid: int) -> None:
     """`expired` + `valid` users, each with one activation, one reset, one email-change and
-    one refresh token."""
+    one login (its refresh token)."""
     now = datetime.now(UTC)
     with app.app_context():
         group = get_group(GroupName.USER)
@@ -100,10 +100,10 @@ def make_tokens(app: Flask, *, expired: int, valid: int) -> None:
                         expires_at=expires_at,
                         new_email=f"new{n}@example.com",
                     ),
-                    RefreshToken(
-                        token_hash=secrets.token_hex(32),
+                    LoginSession(  # a login, which holds its refresh token
                         user_id=user.id,
                         family_id=secrets.token_hex(16),
+                        refresh_hash=secrets.token_hex(32),
                         expires_at=expires_at,
                     ),
                 ]
@@ -120,7 +120,7 @@ def token_counts(app: Flask) -> dict[str, tuple[int, int]]:
             ("activation", ActivationToken),
             ("password_reset", PasswordResetToken),
             ("email_change", EmailChangeToken),
-            ("refresh", RefreshToken),
+            ("sessions", LoginSession),
         ):
             expired = db.session.scalar(
                 sa.select(sa.func.count()).select_from(model).where(model.expires_at <= now)
@@ -165,8 +165,7 @@ def test_worker_command_runs_jobs_in_its_own_process_with_the_app_context(
         "activation": 2,
         "password_reset": 2,
         "email_change": 2,
-        "refresh": 2,
-        "sessions": 0,
+        "sessions": 2,
         "mfa_challenges": 0,
         "webauthn_challenges": 0,
         "oidc_sign_ins": 0,
@@ -361,8 +360,7 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
         "activation": 3,
         "password_reset": 3,
         "email_change": 3,
-        "refresh": 3,
-        "sessions": 0,
+        "sessions": 3,
         "mfa_challenges": 0,
         "webauthn_challenges": 0,
         "oidc_sign_ins": 0,
@@ -394,8 +392,7 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "activation": 7,
         "password_reset": 7,
         "email_change": 7,
-        "refresh": 7,
-        "sessions": 0,
+        "sessions": 7,
         "mfa_challenges": 0,
         "webauthn_challenges": 0,
         "oidc_sign_ins": 0,
@@ -403,15 +400,14 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "security_events": 0,
     }
     # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
-    # no login record, two-factor step, passkey challenge, social sign-in, one-time code or
+    # no two-factor step, passkey challenge, social sign-in, one-time code or
     # security event is old enough: one short batch each.
     # (SQLite's cursor reports no row count at this hook, so the sizes are read from `counts`.)
     assert deletes == [
         *["activation_tokens"] * 4,
         *["password_reset_tokens"] * 4,
         *["email_change_tokens"] * 4,
-        *["refresh_tokens"] * 4,
-        "sessions",
+        *["sessions"] * 4,
         "mfa_challenges",
         "webauthn_challenges",
         "oidc_pending_sign_ins",
@@ -443,7 +439,7 @@ def test_cleanup_run_twice_at_once_deletes_each_token_once(redis_app: Flask) -> 
 
     assert errors == []
     assert len(results) == 2
-    for kind in ("activation", "password_reset", "email_change", "refresh"):
+    for kind in ("activation", "password_reset", "email_change", "sessions"):
         assert results[0][kind] + results[1][kind] == 20
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
 

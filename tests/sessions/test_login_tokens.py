@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -19,7 +20,7 @@ from flask.testing import FlaskClient
 
 from app.core.db import db, utcnow
 from app.identity.models import User
-from app.sessions.models import RefreshToken
+from app.sessions.models import LoginSession
 from tests.support.http import (
     PASSWORD,
     Accounts,
@@ -39,12 +40,16 @@ def refresh_expiry(app: Flask, token: str) -> datetime:
     """The end of the login the refresh token belongs to, as its record holds it."""
     with app.app_context():
         expires_at = db.session.scalar(
-            sa.select(RefreshToken.expires_at).where(
-                RefreshToken.token_hash == hashlib.sha256(token.encode()).hexdigest()
+            sa.select(LoginSession.expires_at).where(
+                LoginSession.refresh_hash == hashlib.sha256(token.encode()).hexdigest()
             )
         )
     assert expires_at is not None, "no record of this refresh token"
     return expires_at
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def b64(data: dict[str, Any]) -> str:
@@ -170,15 +175,26 @@ class TestRefresh:
         with time_machine.travel(end + timedelta(seconds=1)):
             assert "expired" in assert_401(refresh(client, pair["refresh_token"]))["detail"]
 
-    def test_refresh_tokens_are_opaque_and_stored_as_their_hash(
-        self, app: Flask, accounts: Accounts
+    def test_refresh_tokens_name_their_login_and_only_their_hash_is_stored(
+        self, app: Flask, client: FlaskClient, accounts: Accounts
     ) -> None:
         pair = accounts.active_user("opaque@example.com")
+        family = claims(pair["access_token"])["fam"]
         token = pair["refresh_token"]
-        assert "." not in token and len(token) >= 43  # 256 random bits, no JWT to decode
+        # <family>.<generation>.<secret>: 32 bytes (256 bits) and a 16-byte tag, base64url.
+        assert re.fullmatch(rf"{family}\.0\.[A-Za-z0-9_-]{{64}}", token)
+        rotated = refresh(client, token).json["refresh_token"]
+        assert re.fullmatch(rf"{family}\.1\.[A-Za-z0-9_-]{{64}}", rotated)
         with app.app_context():
-            stored = db.session.scalars(sa.select(RefreshToken.token_hash)).all()
-        assert stored == [hashlib.sha256(token.encode()).hexdigest()]
+            (row,) = db.session.execute(
+                sa.select(
+                    LoginSession.refresh_generation,
+                    LoginSession.refresh_hash,
+                    LoginSession.previous_refresh_hash,
+                )
+            ).all()
+        # One row per login, however often it is refreshed; hashes, never a token.
+        assert tuple(row) == (1, sha256(rotated), sha256(token))
 
     def test_unknown_token_is_401(
         self, app: Flask, client: FlaskClient, accounts: Accounts

@@ -18,6 +18,9 @@ from tests.support.http import PASSWORD, bearer
 SECRET_COLUMNS = {
     "password_hash",
     "token_hash",
+    "refresh_hash",
+    "previous_refresh_hash",
+    "legacy_refresh_hash",
     "payload",
     "private_key_encrypted",
     "subject",
