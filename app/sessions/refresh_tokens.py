@@ -12,8 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core.batches import Batches
 from app.core.crypto import hash_token
-from app.core.db import db, delete_in_batches, rows_changed, utcnow
+from app.core.db import db, rows_changed, utcnow
 from app.core.errors import NotAuthenticated
 from app.core.log import audit
 from app.events.models import EventType
@@ -226,15 +227,11 @@ def end_all_logins(user_id: int, keep_family: str | None = None) -> None:
     end_logins(LoginSession.user_id == user_id, *keep)
 
 
-def delete_expired_refresh_tokens(now: datetime, batch_size: int, pause_seconds: float) -> int:
+def delete_expired_refresh_tokens(now: datetime, batches: Batches) -> int:
     """Delete the refresh tokens of logins expired by `now` (the scheduled clean-up)."""
-    return delete_in_batches(
-        RefreshToken, RefreshToken.expires_at <= now, batch_size, pause_seconds
-    )
+    return batches.delete(RefreshToken, RefreshToken.expires_at, up_to=now)
 
 
-def delete_expired_logins(now: datetime, batch_size: int, pause_seconds: float) -> int:
+def delete_expired_logins(now: datetime, batches: Batches) -> int:
     """Delete the records of logins expired by `now`, ended or not (the scheduled clean-up)."""
-    return delete_in_batches(
-        LoginSession, LoginSession.expires_at <= now, batch_size, pause_seconds
-    )
+    return batches.delete(LoginSession, LoginSession.expires_at, up_to=now)
