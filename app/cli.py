@@ -90,8 +90,9 @@ def _refused(exc: DomainError) -> click.BadParameter:
 @click.command("cleanup-tokens")
 @with_appcontext
 def cleanup_tokens_command() -> None:
-    """Delete expired activation, reset, email-change and refresh tokens (and expired logins)
-    now."""
+    """Delete now, with no time limit, what the scheduled clean-up deletes: expired tokens,
+    logins, challenges and sign-ins, old security events and finished outbox emails; safe
+    beside a scheduled run."""
     counts = delete_expired_tokens()
     for kind, count in counts.items():
         click.echo(f"{kind}: {count} deleted")

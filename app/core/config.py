@@ -32,6 +32,8 @@ IPV6_PREFIX_RANGE = range(32, 129)
 # REFRESH_REUSE_GRACE: long enough for requests in flight (two tabs refreshing at once, a
 # retry after a lost answer), too short for a copy replayed later to pass as one of them.
 REFRESH_REUSE_GRACE_RANGE = range(0, 61)
+# The cleanup job stops 30 s before its timeout: a shorter timeout would leave it no time.
+MIN_CLEANUP_TIMEOUT = 60
 
 
 class ConfigError(RuntimeError):
@@ -148,6 +150,10 @@ def _token_settings(env: dict[str, str]) -> dict[str, Any]:
         # longest a process goes on signing with a key after `flask keys rotate`.
         "SIGNING_KEY_CACHE_SECONDS": _int(env, "SIGNING_KEY_CACHE_SECONDS", 30),
         "TOKEN_CLEANUP_INTERVAL": _int(env, "TOKEN_CLEANUP_INTERVAL", 3600),
+        # The cleanup job's RQ timeout: a run stops 30 s before it, between two batches, and
+        # a continuation carries on at once (app/periodic/cleanup.py). Short, so a backlog
+        # never holds a worker from the emails queued meanwhile for longer than this.
+        "TOKEN_CLEANUP_TIMEOUT": _int(env, "TOKEN_CLEANUP_TIMEOUT", 120),
         # Security events older than this are deleted by the scheduled clean-up.
         "SECURITY_EVENT_RETENTION_DAYS": _int(env, "SECURITY_EVENT_RETENTION_DAYS", 90),
     }
@@ -216,6 +222,11 @@ def _refuse_unusable(config: dict[str, Any]) -> None:
         raise ConfigError(
             "REFRESH_REUSE_GRACE must be 0 (off) to 60 seconds, got"
             f" {config['REFRESH_REUSE_GRACE']!r}"
+        )
+    if config["TOKEN_CLEANUP_TIMEOUT"] < MIN_CLEANUP_TIMEOUT:
+        raise ConfigError(
+            f"TOKEN_CLEANUP_TIMEOUT must be at least {MIN_CLEANUP_TIMEOUT} seconds (a run stops"
+            f" 30 s before it), got {config['TOKEN_CLEANUP_TIMEOUT']!r}"
         )
     problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
     if problems:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -109,32 +108,3 @@ def rows_changed(statement: Executable) -> int:
     """Run an UPDATE or DELETE in the current session; return how many rows it changed."""
     result = cast(CursorResult[Any], db.session.execute(statement))
     return result.rowcount
-
-
-# Expired rows are deleted this many at a time, so no long lock is held on a busy table; a
-# breath between batches leaves the database to the requests (a million expired rows cost
-# about 10 s more, and /auth/me keeps its latency while they go).
-DELETE_BATCH = 2000
-DELETE_PAUSE = 0.02
-
-
-def delete_in_batches(
-    model: Any,
-    condition: sa.ColumnElement[bool],
-    batch_size: int = DELETE_BATCH,
-    pause_seconds: float = DELETE_PAUSE,
-) -> int:
-    """Delete the rows of `model` (which has an `id`) that meet `condition`, in batches,
-    each committed; return how many. Safe to run twice at once: each batch deletes whatever
-    such rows are still there, and a row deleted by the other run is simply not counted."""
-    deleted = 0
-    while True:
-        batch = (
-            sa.select(model.id).where(condition).order_by(model.id).limit(batch_size)
-        ).scalar_subquery()
-        count = rows_changed(sa.delete(model).where(model.id.in_(batch)))
-        db.session.commit()
-        deleted += count
-        if count < batch_size:
-            return deleted
-        time.sleep(pause_seconds)

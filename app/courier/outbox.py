@@ -51,7 +51,8 @@ SWEEP_AFTER = 120
 SWEEP_AFTER_MAX = 3600
 SWEEP_BATCH = 500
 # Links expire after a day by default: an email still not sent by then is given up (its
-# payload dropped and the fact logged), and outbox rows are deleted a week after they end.
+# payload dropped and the fact logged), and outbox rows are deleted a week after they end
+# (by the scheduled clean-up: app/courier/retention.py).
 GIVE_UP_AFTER = timedelta(days=1)
 KEEP_FINISHED = timedelta(days=7)
 # Jobs waiting in Redis for their turn: the sweep leaves them alone.
@@ -222,11 +223,6 @@ def sweep_outbox() -> int:
         db.session.rollback()
         log.warning("outbox_sweep_redis_unavailable")
         return 0
-    db.session.execute(
-        sa.delete(EmailOutbox).where(
-            EmailOutbox.payload.is_(None), EmailOutbox.created_at < now - KEEP_FINISHED
-        )
-    )
     db.session.commit()
     if dispatched:
         log.info("outbox_swept", extra={"dispatched": dispatched})

@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core.batches import Batches
 from app.core.crypto import derive_key
-from app.core.db import DELETE_BATCH, DELETE_PAUSE, db, delete_in_batches
+from app.core.db import db
 from app.events.models import EventType, SecurityEvent
 from app.web.requests import client_of_request
 
@@ -75,11 +76,7 @@ def all_events_of(user_id: int) -> list[SecurityEvent]:
     return list(db.session.scalars(_newest_first(user_id)))
 
 
-def delete_old_events(
-    now: datetime, batch_size: int = DELETE_BATCH, pause_seconds: float = DELETE_PAUSE
-) -> int:
+def delete_old_events(now: datetime, batches: Batches) -> int:
     """Delete the events older than SECURITY_EVENT_RETENTION_DAYS (the scheduled clean-up)."""
     cutoff = now - timedelta(days=current_app.config["SECURITY_EVENT_RETENTION_DAYS"])
-    return delete_in_batches(
-        SecurityEvent, SecurityEvent.created_at < cutoff, batch_size, pause_seconds
-    )
+    return batches.delete(SecurityEvent, SecurityEvent.created_at, before=cutoff)

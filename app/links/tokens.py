@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
+from app.core.batches import Batches
 from app.core.crypto import hash_token
-from app.core.db import db, delete_in_batches, rows_changed, utcnow
+from app.core.db import db, rows_changed, utcnow
 from app.core.errors import InvalidToken
 from app.identity.models import User
 from app.links.models import (
@@ -67,18 +68,12 @@ def spend_email_token(model: type[Token], secret: str, renewal: str) -> Token:
     return token
 
 
-def delete_expired_link_tokens(
-    now: datetime, batch_size: int, pause_seconds: float
-) -> dict[str, int]:
+def delete_expired_link_tokens(now: datetime, batches: Batches) -> dict[str, int]:
     """Delete the emailed links expired by `now` (the scheduled clean-up), by kind."""
     return {
-        "activation": delete_in_batches(
-            ActivationToken, ActivationToken.expires_at <= now, batch_size, pause_seconds
+        "activation": batches.delete(ActivationToken, ActivationToken.expires_at, up_to=now),
+        "password_reset": batches.delete(
+            PasswordResetToken, PasswordResetToken.expires_at, up_to=now
         ),
-        "password_reset": delete_in_batches(
-            PasswordResetToken, PasswordResetToken.expires_at <= now, batch_size, pause_seconds
-        ),
-        "email_change": delete_in_batches(
-            EmailChangeToken, EmailChangeToken.expires_at <= now, batch_size, pause_seconds
-        ),
+        "email_change": batches.delete(EmailChangeToken, EmailChangeToken.expires_at, up_to=now),
     }

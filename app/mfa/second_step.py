@@ -12,8 +12,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from app.core.batches import Batches
 from app.core.crypto import hash_token
-from app.core.db import db, delete_in_batches, rows_changed, utcnow
+from app.core.db import db, rows_changed, utcnow
 from app.core.errors import NotAuthenticated, TooManyAttempts
 from app.core.log import audit
 from app.events.models import EventType
@@ -94,8 +95,6 @@ def _signed_in(user: User) -> dict[str, Any]:
     return pair
 
 
-def delete_expired_challenges(now: datetime, batch_size: int, pause_seconds: float) -> int:
+def delete_expired_challenges(now: datetime, batches: Batches) -> int:
     """Delete the two-factor steps expired by `now` (the scheduled clean-up)."""
-    return delete_in_batches(
-        MfaChallenge, MfaChallenge.expires_at <= now, batch_size, pause_seconds
-    )
+    return batches.delete(MfaChallenge, MfaChallenge.expires_at, up_to=now)

@@ -15,8 +15,9 @@ from authlib.integrations.requests_client import OAuth2Session
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask import current_app
 
+from app.core.batches import Batches
 from app.core.crypto import hash_token
-from app.core.db import db, delete_in_batches, utcnow
+from app.core.db import db, utcnow
 from app.core.errors import DisallowedRedirect
 from app.oidc.models import PendingSignIn, SignInCode
 from app.oidc.providers import Provider, metadata
@@ -144,14 +145,10 @@ def spend_code(code: str) -> int | None:
     )
 
 
-def delete_expired_sign_ins(now: datetime, batch_size: int, pause_seconds: float) -> dict[str, int]:
+def delete_expired_sign_ins(now: datetime, batches: Batches) -> dict[str, int]:
     """Delete the sign-ins under way and the one-time codes that expired by `now` (the
     scheduled clean-up): nothing can use them any more."""
     return {
-        "oidc_sign_ins": delete_in_batches(
-            PendingSignIn, PendingSignIn.expires_at <= now, batch_size, pause_seconds
-        ),
-        "oidc_codes": delete_in_batches(
-            SignInCode, SignInCode.expires_at <= now, batch_size, pause_seconds
-        ),
+        "oidc_sign_ins": batches.delete(PendingSignIn, PendingSignIn.expires_at, up_to=now),
+        "oidc_codes": batches.delete(SignInCode, SignInCode.expires_at, up_to=now),
     }

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from app.core.db import db, delete_in_batches, rows_changed, utcnow
+from app.core.batches import Batches
+from app.core.db import db, rows_changed, utcnow
 from app.passkeys.models import WebAuthnChallenge
 
 CHALLENGE_BYTES = 32  # 256 bits
@@ -73,8 +74,6 @@ def spend_challenge(challenge: bytes, ceremony: str, *, user_id: int | None = No
     return rows_changed(sa.delete(WebAuthnChallenge).where(found, owned, live)) == 1
 
 
-def delete_expired_challenges(now: datetime, batch_size: int, pause_seconds: float) -> int:
+def delete_expired_challenges(now: datetime, batches: Batches) -> int:
     """Delete the challenges expired by `now` (the scheduled clean-up)."""
-    return delete_in_batches(
-        WebAuthnChallenge, WebAuthnChallenge.expires_at <= now, batch_size, pause_seconds
-    )
+    return batches.delete(WebAuthnChallenge, WebAuthnChallenge.expires_at, up_to=now)

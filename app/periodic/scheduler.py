@@ -12,8 +12,11 @@ and `Scheduler.get_jobs()` show), but its run loop and its repeat rule are repla
   skipped, not caught up;
 - a slot is claimed in Redis (SET NX keyed by the job and the slot) before the job is
   queued, so however many schedulers run, each slot runs once;
-- a job still queued or running from an earlier slot is not queued again, so no copies
-  pile up while the worker is away.
+- a job still queued or running from an earlier slot (or a job that carries on its work, as
+  the cleanup's continuation does) is not queued again, so no copies pile up while the
+  worker is away;
+- a job that declares its timeout is registered with it (the cleanup keeps within its
+  own), and registered again when the setting changes.
 """
 
 from __future__ import annotations
@@ -31,13 +34,13 @@ from typing import Any
 from flask import Flask
 from redis.exceptions import RedisError
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq_scheduler import Scheduler
 
 from app.core.redis import redis_connection
 from app.courier.outbox import sweep_outbox
-from app.courier.queue import QUEUE_NAME, Backoff, is_running
-from app.periodic.cleanup import delete_expired_tokens
+from app.courier.queue import QUEUE_NAME, Backoff
+from app.periodic.cleanup import CONTINUATION_JOB_IDS, delete_expired_tokens, pending
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,11 @@ class Periodic:
     func: Callable[[], Any]
     every: int  # seconds
     what: str  # for people: "token cleanup"
+    # Seconds RQ gives a run before it kills it; None: RQ's default (180 s).
+    timeout: int | None = None
+    # The ids of the jobs that carry on a run's work: while one is queued or running, the
+    # next slot is skipped as it is while the job itself is.
+    companions: tuple[str, ...] = ()
 
 
 def periodic_jobs(app: Flask) -> list[Periodic]:
@@ -66,6 +74,8 @@ def periodic_jobs(app: Flask) -> list[Periodic]:
             delete_expired_tokens,
             app.config["TOKEN_CLEANUP_INTERVAL"],
             "token cleanup",
+            timeout=app.config["TOKEN_CLEANUP_TIMEOUT"],
+            companions=CONTINUATION_JOB_IDS,
         ),
         Periodic(SWEEP_JOB_ID, sweep_outbox, SWEEP_INTERVAL, "email outbox sweep"),
     ]
@@ -81,14 +91,15 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
         poll = max(1.0, min(MAX_POLL, min(p.every for p in periodic) / 2))
         super().__init__(interval=poll, **kwargs)
         self.periodic = periodic
+        self.by_id = {p.job_id: p for p in periodic}
 
     def register(self, periodic: Periodic) -> bool:
-        """Schedule `periodic` unless it is scheduled as it is now (its function and its
-        interval); return whether this call (re)registered it. The fixed job id means two
-        schedulers registering at once write the same entry, never two; a registered entry
-        is left alone, so a restart or a second scheduler neither moves the next run nor
-        runs it again. An entry an older release wrote, naming a function that has moved
-        since, is replaced: a worker could no longer import it."""
+        """Schedule `periodic` unless it is scheduled as it is now (its function, its
+        interval and its timeout); return whether this call (re)registered it. The fixed job
+        id means two schedulers registering at once write the same entry, never two; a
+        registered entry is left alone, so a restart or a second scheduler neither moves the
+        next run nor runs it again. An entry an older release wrote, naming a function that
+        has moved since, is replaced: a worker could no longer import it."""
         if self._registered_as(periodic):
             return False
         # Schedulers starting together (or finding Redis empty together) take turns, and
@@ -103,6 +114,7 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
                 interval=periodic.every,
                 repeat=None,
                 id=periodic.job_id,
+                timeout=periodic.timeout,
                 # Keep the job's hash for good: rq-scheduler drops a schedule entry whose
                 # job hash has expired. The fixed id means there is only ever this one hash.
                 result_ttl=-1,
@@ -119,7 +131,10 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
         interval = job.meta.get("interval")
         function = f"{periodic.func.__module__}.{periodic.func.__qualname__}"
         return (
-            interval is not None and int(interval) == periodic.every and (job.func_name == function)
+            interval is not None
+            and int(interval) == periodic.every
+            and job.func_name == function
+            and (periodic.timeout is None or job.timeout == periodic.timeout)
         )
 
     def register_all(self) -> list[Periodic]:
@@ -138,13 +153,20 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
             SLOT_KEY.format(job_id=job.id, slot=slot), 1, nx=True, ex=int(interval) + 60
         )
         if claimed:
-            status = job.get_status()
-            if status == JobStatus.QUEUED or is_running(job, datetime.now(UTC)):
+            if self._still_pending(job):
                 log.info("periodic_job_still_pending", extra={"job_id": job.id})
             else:
                 self.get_queue_for_job(job).enqueue_job(job)
         # gt: never move the schedule back if another scheduler moved it further already.
         self.connection.zadd(self.scheduled_jobs_key, {job.id: next_slot}, gt=True)
+
+    def _still_pending(self, job: Job) -> bool:
+        """Whether the job, or one that carries on its work, is queued or running. All are
+        read at once (MULTI/EXEC), so a continuation handing over to the next is seen."""
+        periodic = self.by_id.get(job.id)
+        companions = list(periodic.companions) if periodic else []
+        jobs = Job.fetch_many([job.id, *companions], connection=self.connection)
+        return any(found is not None and pending(found) for found in jobs)
 
     def _install_signal_handlers(self) -> None:
         # rq-scheduler's handlers write to Redis, which may be the thing that is away; the

@@ -17,8 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from flask import current_app
 
+from app.core.batches import Batches
 from app.core.crypto import hash_token
-from app.core.db import UTCDateTime, db, delete_in_batches, utcnow
+from app.core.db import UTCDateTime, db, utcnow
 from app.core.errors import NotAuthenticated
 from app.core.log import audit
 from app.events.models import EventType
@@ -241,9 +242,7 @@ def _read(refresh_token: str) -> tuple[Presented, str]:
     return presented, family
 
 
-def delete_expired_logins(now: datetime, batch_size: int, pause_seconds: float) -> int:
+def delete_expired_logins(now: datetime, batches: Batches) -> int:
     """Delete the records of logins expired by `now`, ended or not, and so their refresh
     tokens (the scheduled clean-up)."""
-    return delete_in_batches(
-        LoginSession, LoginSession.expires_at <= now, batch_size, pause_seconds
-    )
+    return batches.delete(LoginSession, LoginSession.expires_at, up_to=now)

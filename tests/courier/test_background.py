@@ -171,6 +171,7 @@ def test_worker_command_runs_jobs_in_its_own_process_with_the_app_context(
         "oidc_sign_ins": 0,
         "oidc_codes": 0,
         "security_events": 0,
+        "email_outbox": 0,
     }
     assert token_counts(redis_app) == {name: (0, 1) for name in token_counts(redis_app)}
 
@@ -366,6 +367,7 @@ def test_scheduler_command_started_twice_queues_one_cleanup_that_the_worker_runs
         "oidc_sign_ins": 0,
         "oidc_codes": 0,
         "security_events": 0,
+        "email_outbox": 0,
     }
     assert token_counts(redis_app) == {name: (0, 2) for name in token_counts(redis_app)}
     # The job's hash must outlive any worker outage, or rq-scheduler forgets the schedule.
@@ -398,10 +400,11 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "oidc_sign_ins": 0,
         "oidc_codes": 0,
         "security_events": 0,
+        "email_outbox": 0,
     }
     # Seven rows, two a batch: four DELETEs a table (2 + 2 + 2 + 1; a short batch is the last);
-    # no two-factor step, passkey challenge, social sign-in, one-time code or
-    # security event is old enough: one short batch each.
+    # no two-factor step, passkey challenge, social sign-in, one-time code, security event
+    # or outbox email is old enough: one short batch each.
     # (SQLite's cursor reports no row count at this hook, so the sizes are read from `counts`.)
     assert deletes == [
         *["activation_tokens"] * 4,
@@ -413,6 +416,7 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
         "oidc_pending_sign_ins",
         "oidc_sign_in_codes",
         "security_events",
+        "email_outbox",
     ]
     assert token_counts(redis_app) == {name: (0, 3) for name in token_counts(redis_app)}
 
