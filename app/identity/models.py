@@ -46,9 +46,10 @@ def email_trigram_text(email: Any) -> Any:
     address itself, `com.example` is looked up as `com` and `example`, which nearly every
     address of example.com holds, and `use_____` as `use`: the index would hand back the
     whole table to find no row. Spelt out, a filter is one run whose trigrams overlap, so
-    they find only rows that hold it in that order, or nearly; the exact LIKE on `email`
-    then decides. The codes are written into the SQL (`literal_execute`), never sent as
-    parameters, so a query's expression is the index's whatever the driver does."""
+    they find only rows that hold it in that order, or nearly; the exact comparison on
+    `email` (app/admin/service.py) then decides. The codes are written into the SQL
+    (`literal_execute`), never sent as parameters, so a query's expression is the index's
+    whatever the driver does."""
     for character, code in EMAIL_TRIGRAM_CODES.items():
         email = sa.func.replace(
             email,
