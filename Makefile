@@ -47,9 +47,13 @@ run: install
 	$(BIN)/flask keys ensure
 	$(BIN)/gunicorn wsgi:app
 
-# The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server, S3 and chromium.
+# The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server, S3 and chromium,
+# on every core: pytest-xdist starts one worker per CPU (-n auto), each with databases, a
+# redis-server, ports and a temporary folder of its own (tests/support/parallel.py). The
+# slowest tests are listed at the end. A later -n wins: PYTEST_ARGS="-n0 tests/…" runs in
+# this process alone (for one test, or pdb).
 test: install test-tools
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto --durations=20 $(PYTEST_ARGS)
 
 # The programs the tests drive, from Debian's packages: chromium for the page tests (Playwright
 # never downloads a browser), redis-server for the run's private Redis and the fault tests,

@@ -7,6 +7,11 @@ Every run is isolated from every other run on the machine (two worktrees, a seco
 CI jobs on one host): its PostgreSQL databases carry a name of their own and are dropped when
 the run ends, and its Redis is a private `redis-server` on a free port. TEST_POSTGRES_URL,
 TEST_POSTGRES_DB and TEST_REDIS_URL still point the run at given services instead.
+
+Under pytest-xdist (`make test`), each worker is such a run of its own: session fixtures are
+made once per worker, databases are named after the worker, each starts its own
+redis-server (or takes its own database number of TEST_REDIS_URL); see
+tests/support/parallel.py.
 """
 
 from __future__ import annotations
@@ -35,11 +40,19 @@ from app.passwords import hashing
 from tests.support.apps import make_app
 from tests.support.http import Accounts
 from tests.support.mail import Mailbox, SMTPServer
-from tests.support.services import PostgresDatabases, free_port, start_redis_server, unavailable
+from tests.support.services import (
+    PostgresDatabases,
+    free_port,
+    memory_folder,
+    start_redis_server,
+    unavailable,
+    worker_redis_url,
+)
 
 # The avatar-storage and browser fixtures keep modules of their own; loading them here offers
 # them to every test module, which then never imports a fixture module.
-pytest_plugins = ["tests.fixtures_storage", "tests.fixtures_browser"]
+# tests.support.parallel cleans up after crashed pytest-xdist workers.
+pytest_plugins = ["tests.fixtures_storage", "tests.fixtures_browser", "tests.support.parallel"]
 
 # Flask's switch, honoured by app.config.read_dotenv: a developer's .env never reaches a test.
 os.environ["FLASK_SKIP_DOTENV"] = "1"
@@ -119,11 +132,35 @@ def make_postgres_database(postgres_databases: PostgresDatabases) -> Callable[[s
     return postgres_databases.create
 
 
+@pytest.fixture(scope="session")
+def sqlite_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the run's SQLite database lives: in memory (/dev/shm) where the machine has it,
+    so that its commits do not wait for the disk; else in the run's temporary folder."""
+    folder = memory_folder()
+    if folder is None:
+        yield tmp_path_factory.mktemp("sqlite")
+        return
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def migrated_databases() -> dict[str, str]:
+    """The URL of each database `database_url` migrated, by backend: pytest tears a
+    parametrized session fixture down whenever the next test wants the other parameter,
+    which an xdist worker's share of the tests does back and forth; the migration is not
+    run again for that."""
+    return {}
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A database migrated once per run with `flask db upgrade`'s code path and seeded."""
+def database_url(request: pytest.FixtureRequest, migrated_databases: dict[str, str]) -> str:
+    """A database migrated once per run (per worker under xdist) with `flask db upgrade`'s
+    code path and seeded."""
+    if request.param in migrated_databases:
+        return migrated_databases[request.param]
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'accounts.sqlite3'}"
+        url = f"sqlite:///{request.getfixturevalue('sqlite_folder') / 'accounts.sqlite3'}"
     else:
         url = request.getfixturevalue("postgres_databases").create()
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "REDIS_URL": None})
@@ -132,6 +169,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         seed_groups()
         ensure_key()
         db.engine.dispose()
+    migrated_databases[request.param] = url
     return url
 
 
@@ -151,17 +189,30 @@ def mailbox(smtp_server: SMTPServer) -> Iterator[Mailbox]:
     yield smtp_server.mailbox
 
 
+# The sequences of the emptied tables start again from their first value, as after
+# `TRUNCATE … RESTART IDENTITY`: user ids restart at 1 in every test.
+RESTART_SEQUENCES = sa.text(
+    "SELECT setval(seq.oid::regclass, spec.seqstart, false)"
+    " FROM pg_class seq"
+    " JOIN pg_sequence spec ON spec.seqrelid = seq.oid"
+    " JOIN pg_depend dep ON dep.objid = seq.oid AND dep.deptype IN ('a', 'i')"
+    " JOIN pg_class tab ON tab.oid = dep.refobjid"
+    " WHERE tab.relname = ANY(:tables) AND tab.relnamespace = seq.relnamespace"
+    " AND seq.relnamespace = current_schema()::regnamespace"
+)
+
+
 def _clean(app: Flask) -> None:
+    """Empty the tables a test fills. DELETE, child tables first, on PostgreSQL too: a
+    TRUNCATE of these few rows cost ~0.4 s a test (new files for every table), a DELETE
+    ~10 ms."""
     with app.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
+            for table in TABLES_CHILD_FIRST:
+                conn.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
             if db.engine.dialect.name == "postgresql":
-                conn.execute(
-                    sa.text(f"TRUNCATE {', '.join(TABLES_CHILD_FIRST)} RESTART IDENTITY CASCADE")
-                )
-            else:
-                for table in TABLES_CHILD_FIRST:
-                    conn.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+                conn.execute(RESTART_SEQUENCES, {"tables": TABLES_CHILD_FIRST})
         db.engine.dispose()
 
 
@@ -208,17 +259,19 @@ def client(app: Flask) -> FlaskClient:
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The run's Redis: TEST_REDIS_URL when set, else a private redis-server started on first
     use and stopped when the run ends. Redis has only 16 databases and every run would share
-    them, so a database number of its own cannot isolate concurrent runs; a server can."""
+    them, so a database number of its own cannot isolate concurrent runs; a server can. The
+    workers of one run, though, share a given URL by taking a database number each."""
     if TEST_REDIS_URL:
-        yield TEST_REDIS_URL
+        yield worker_redis_url(TEST_REDIS_URL)
         return
     if shutil.which("redis-server") is None:
+        shared = worker_redis_url(SHARED_REDIS_URL)
         warnings.warn(
-            f"redis-server is not installed: the Redis tests use and flush {SHARED_REDIS_URL},"
+            f"redis-server is not installed: the Redis tests use and flush {shared},"
             " which another test run on this machine may be using at the same time",
             stacklevel=1,
         )
-        yield SHARED_REDIS_URL
+        yield shared
         return
     server = start_redis_server(tmp_path_factory.mktemp("redis"))
     yield server.url

@@ -122,7 +122,7 @@ def collected(*args: str) -> set[str]:
 
 def test_the_manual_says_how_long_the_tests_take_and_how_to_run_the_sqlite_half() -> None:
     section = readme_tests_section()
-    assert "about 12 minutes on 2 cores" in section
+    assert "about 5 minutes on 2 cores" in section
     (expression,) = re.findall(r"`make test PYTEST_ARGS='-k ([^']+)'`", section)
     selected = collected("-k", expression)
     everything = collected()
