@@ -48,10 +48,10 @@ run: install
 	$(BIN)/gunicorn wsgi:app
 
 # The whole suite, on SQLite and on PostgreSQL, with Redis, an SMTP server, S3 and chromium,
-# on every core: pytest-xdist starts one worker per CPU (-n auto), each with databases, a
-# redis-server, ports and a temporary folder of its own (tests/support/parallel.py). The
-# slowest tests are listed at the end. A later -n wins: PYTEST_ARGS="-n0 tests/…" runs in
-# this process alone (for one test, or pdb).
+# on every core: pytest-xdist starts a worker per CPU and one more (-n auto, see
+# tests/support/parallel.py), each with databases, a redis-server, ports and a temporary
+# folder of its own. The slowest tests are listed at the end. A later -n wins:
+# PYTEST_ARGS="-n0 tests/…" runs in this process alone (for one test, or pdb).
 test: install test-tools
 	$(BIN)/pytest -n auto --durations=20 $(PYTEST_ARGS)
 

@@ -209,7 +209,7 @@ def test_the_base_image_is_pinned_to_a_patch_release() -> None:
 
 
 # The tools a server never runs: in the image they are only size and attack surface.
-DEV_TOOLS = {"pytest", "pytest-cov", "ruff", "mypy", "moto", "schemathesis"}
+DEV_TOOLS = {"pytest", "pytest-cov", "pytest-xdist", "ruff", "mypy", "moto", "schemathesis"}
 
 
 def normalized(name: str) -> str:
