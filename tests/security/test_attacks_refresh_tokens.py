@@ -7,7 +7,7 @@ SQLite and on PostgreSQL, each with a check that fails if the defence is taken a
 2. the database alone yields no usable refresh token;
 3. a token is spent once; concurrent refreshes continue one generation, never two;
 4. the tokens of an ended or expired login, or of a deactivated account, never refresh;
-5. malformed tokens are a quick 401 problem, never a 500.
+5. malformed tokens are a 401 problem, never a 500.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import base64
 import hashlib
 import hmac
 import secrets
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -290,7 +289,7 @@ def test_a_deactivated_account_spends_nothing(
 # --- 5. malformed tokens --------------------------------------------------------------------
 
 
-def test_malformed_tokens_are_a_quick_401(client: FlaskClient, accounts: Accounts) -> None:
+def test_malformed_tokens_are_a_401_problem(client: FlaskClient, accounts: Accounts) -> None:
     pair = accounts.active_user("malformed@example.com")
     family = family_of(pair)
     secret = pair["refresh_token"].split(".")[2]
@@ -320,10 +319,8 @@ def test_malformed_tokens_are_a_quick_401(client: FlaskClient, accounts: Account
         pair["access_token"],
     ]
     for token in tokens:
-        started = time.perf_counter()
         assert_401(refresh(client, token))
         assert_401(logout(client, token))
-        assert time.perf_counter() - started < 1.0, token
     # 10 KB: in the header it is read and refused; in a body, the body's own bound (4096
     # characters) refuses it first. A problem either way, never a 500.
     huge = f"{family}.0.{secret}" * 100
