@@ -53,21 +53,9 @@ from app.periodic.scheduler import CLEANUP_JOB_ID, SLOT_KEY, SWEEP_JOB_ID, make_
 from tests.support.apps import BIN, ROOT, flask_command, run_worker
 from tests.support.http import PASSWORD
 from tests.support.mail import Mailbox, SMTPServer
-from tests.support.services import RedisServer, free_port, start_redis_server
+from tests.support.services import RedisServer, free_port, start_redis_server, wait_for
 
 WAIT = 60  # seconds: the bound on any wait for a real process
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    """Poll `condition` until it is truthy; fail, naming `what`, after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 # --- a private Redis ----------------------------------------------------------------------

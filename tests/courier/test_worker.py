@@ -40,21 +40,7 @@ from app.courier.queue import JOB_TIMEOUT, PENDING_KEY, RETRY_INTERVALS, get_que
 from app.courier.recovery import OUTAGE_KEY
 from tests.support.apps import BIN, ROOT, flask_command, run_worker
 from tests.support.mail import Mailbox, SMTPServer
-from tests.support.services import free_port
-
-WAIT = 60  # seconds: the bound on any wait for a real process
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
+from tests.support.services import free_port, wait_for
 
 # --- workers in processes of their own ----------------------------------------------------
 
