@@ -16,28 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import find_dotenv, load_dotenv
-from limits import parse_many
 
+from app.core.config_checks import ConfigError, refuse_unusable
 from app.core.connections import engine_options, redis_client_options, with_psycopg2
 from app.core.defaults import default_public_base_url, development_keys, webauthn_settings
 from app.core.oidc_settings import oidc_settings
-from app.core.production import SIGNING_KEYS, unsafe_production_settings
+from app.core.production import SIGNING_KEYS
 
 # The app's instance folder (SQLite file, development keys, printed emails, uploads): beside
 # app/, wherever a process is started from.
 INSTANCE_DIR = Path(__file__).resolve().parents[2] / "instance"
-# The IPv6 prefixes that may count as one client: a /32 is a whole provider's allocation (a
-# wider one would join strangers), a /128 a single address.
-IPV6_PREFIX_RANGE = range(32, 129)
-# REFRESH_REUSE_GRACE: long enough for requests in flight (two tabs refreshing at once, a
-# retry after a lost answer), too short for a copy replayed later to pass as one of them.
-REFRESH_REUSE_GRACE_RANGE = range(0, 61)
-# The cleanup job stops 30 s before its timeout: a shorter timeout would leave it no time.
-MIN_CLEANUP_TIMEOUT = 60
-
-
-class ConfigError(RuntimeError):
-    """The configuration cannot be used; the message names the setting."""
 
 
 def _bool(value: str | None, default: bool) -> bool:
@@ -199,46 +187,8 @@ def derive_settings(config: dict[str, Any]) -> dict[str, Any]:
     config.setdefault("OPENAPI_SWAGGER_UI_PATH", "/docs")
     # Served by app/web/docs.py from the pinned swagger-ui-bundle package, never from a CDN.
     config.setdefault("OPENAPI_SWAGGER_UI_URL", "/docs/static/")
-    _refuse_unusable(config)
+    refuse_unusable(config)
     return config
-
-
-def _refuse_unusable(config: dict[str, Any]) -> None:
-    if config["APP_ENV"] not in {"development", "production"}:
-        raise ConfigError(
-            f"APP_ENV must be 'development' or 'production', got {config['APP_ENV']!r}"
-        )
-    if config["RATELIMIT_IPV6_PREFIX"] not in IPV6_PREFIX_RANGE:
-        raise ConfigError(
-            "RATELIMIT_IPV6_PREFIX must be a prefix length from 32 to 128 (64: one client per"
-            f" /64), got {config['RATELIMIT_IPV6_PREFIX']!r}"
-        )
-    if not _is_rate_limit(config["ADMIN_LIST_RATE_LIMIT"]):
-        raise ConfigError(
-            "ADMIN_LIST_RATE_LIMIT must be a rate limit such as 60/minute or"
-            f" '60/minute;600/hour', got {config['ADMIN_LIST_RATE_LIMIT']!r}"
-        )
-    if config["REFRESH_REUSE_GRACE"] not in REFRESH_REUSE_GRACE_RANGE:
-        raise ConfigError(
-            "REFRESH_REUSE_GRACE must be 0 (off) to 60 seconds, got"
-            f" {config['REFRESH_REUSE_GRACE']!r}"
-        )
-    if config["TOKEN_CLEANUP_TIMEOUT"] < MIN_CLEANUP_TIMEOUT:
-        raise ConfigError(
-            f"TOKEN_CLEANUP_TIMEOUT must be at least {MIN_CLEANUP_TIMEOUT} seconds (a run stops"
-            f" 30 s before it), got {config['TOKEN_CLEANUP_TIMEOUT']!r}"
-        )
-    problems = unsafe_production_settings(config) if config["APP_ENV"] == "production" else []
-    if problems:
-        raise ConfigError("refusing to start with APP_ENV=production: " + "; ".join(problems))
-
-
-def _is_rate_limit(value: Any) -> bool:
-    try:
-        items = parse_many(value) if isinstance(value, str) else []
-    except ValueError:
-        return False
-    return bool(items) and all(item.amount >= 1 for item in items)
 
 
 def _limiter_settings(config: dict[str, Any]) -> None:

@@ -4,10 +4,7 @@ With no MAIL_SERVER the message is printed and kept in MAIL_OUTBOX_DIR, so the e
 default shows every link without an SMTP server. Which emails to send, and when, is the
 outbox's business (app/courier/outbox.py).
 
-The RQ worker keeps one SMTP connection for all its emails (`hold_smtp_link`, around its
-work loop): a conversation per email instead of a TCP connection, a greeting, an EHLO (and
-STARTTLS and a login) per email. Elsewhere (in-process sends without Redis, the sweep
-command) each email opens a connection of its own and QUITs it.
+The connection itself, kept by the RQ worker for all its emails, is app/courier/smtp_link.py.
 """
 
 from __future__ import annotations
@@ -17,19 +14,17 @@ import logging
 import re
 import secrets
 import smtplib
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.mime.base import MIMEBase
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any, Protocol
 
-from flask import Flask, current_app
-from flask_mail import Connection, Message
+from flask import current_app
+from flask_mail import Message
 
 from app.courier.queue import PermanentJobFailure
+from app.courier.smtp_link import SMTPLink, held_link
 
 log = logging.getLogger(__name__)
 
@@ -37,9 +32,6 @@ REASON_LENGTH = 200  # of the server's answer kept (email_outbox.failure holds 2
 # The answers that may be permanent; smtplib raises others (a dropped connection, a timeout,
 # a refused login) as other exceptions, all retried.
 REFUSALS = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
-# A server's answer to one message: the connection is still in step with the server.
-ANSWERS = (smtplib.SMTPResponseException, smtplib.SMTPRecipientsRefused)
-SERVICE_UNAVAILABLE = 421  # the server is closing the connection
 
 
 # Flask-Mail hands the message to the SMTP policy, whose generator parses every header again
@@ -84,220 +76,6 @@ def _permanent_answer(
     return code, text.decode(errors="replace") if isinstance(text, bytes) else str(text)
 
 
-def server_unreachable(error: BaseException) -> bool:
-    """Whether a failed send says the server is away (refused, dropped, silent, or closing
-    with 421), as opposed to an answer about this one message (a 4xx or 5xx to it)."""
-    if isinstance(error, smtplib.SMTPResponseException):
-        return error.smtp_code == SERVICE_UNAVAILABLE
-    if isinstance(error, smtplib.SMTPRecipientsRefused):
-        return any(code == SERVICE_UNAVAILABLE for code, _ in error.recipients.values())
-    return isinstance(error, OSError)  # smtplib's other errors are OSErrors too
-
-
-class _MarksData:
-    """smtplib's client, noting when DATA was sent: up to then the server cannot have taken
-    the message, so after a dropped connection it may be sent again on a new one."""
-
-    data_sent = False
-
-    def data(self, msg: Any) -> tuple[int, bytes]:
-        self.data_sent = True
-        return super().data(msg)  # type: ignore[misc]
-
-
-class _SMTP(_MarksData, smtplib.SMTP):
-    pass
-
-
-class _SMTPSSL(_MarksData, smtplib.SMTP_SSL):
-    pass
-
-
-class BoundedConnection(Connection):
-    """Flask-Mail's SMTP connection with a timeout on every socket operation.
-
-    Flask-Mail 0.10 opens `smtplib.SMTP(server, port)` with no timeout, so a server that stops
-    answering held the job until RQ killed it. This is its `configure_host` with the timeout
-    given to smtplib, whose socket (the TLS one after STARTTLS too) keeps it; the process's
-    default timeout, which other threads' sockets would take, is left alone.
-    """
-
-    host: _SMTP | _SMTPSSL | None  # type: ignore[assignment]
-
-    def configure_host(self) -> _SMTP | _SMTPSSL:
-        mail = self.mail
-        smtp = _SMTPSSL if mail.use_ssl else _SMTP
-        host = smtp(mail.server, mail.port, timeout=current_app.config["MAIL_TIMEOUT"])
-        host.set_debuglevel(int(mail.debug))
-        if mail.use_tls:
-            host.starttls()
-        if mail.username and mail.password:
-            host.login(mail.username, mail.password)
-        return host
-
-
-class DeliveryWatch(Protocol):
-    """Told of each send's outcome by the worker's link (app/courier/recovery.py)."""
-
-    def delivered(self) -> None: ...
-
-    def unreachable(self) -> None: ...
-
-
-class SMTPLink:
-    """An SMTP connection opened at the first message and kept for the next ones.
-
-    - A connection idle for MAIL_IDLE_TIMEOUT seconds is QUIT and a new one opened for the
-      next message: servers and NAT boxes drop idle connections, a dropped one may answer
-      only with a timeout, and a few seconds of quiet cost one new connection. 0 opens a
-      connection for every message.
-    - One the server closed in the meantime fails at the first command of the next message
-      (SMTPServerDisconnected): the message is sent once more on a new connection, but only
-      when DATA had not been sent (the server cannot have taken it) and the failure was not
-      a timeout (a silent server is not asked twice).
-    - After the server refused a message (4xx or 5xx) the connection is RSET, so the next
-      message starts clean; smtplib does not after a refused DATA command. Any other failure
-      (a timeout, the job's own timeout firing mid-conversation) leaves the conversation in
-      an unknown state: the connection is dropped, not reused.
-    - `close()` QUITs; a QUIT that fails changes nothing, as what the server took is taken.
-    """
-
-    def __init__(self, app: Flask, watch: DeliveryWatch | None = None) -> None:
-        self.app = app
-        self.watch = watch
-        self.connection: BoundedConnection | None = None
-        self.idle_limit = float(app.config["MAIL_IDLE_TIMEOUT"])
-        self.last_used = 0.0
-        self.opened = 0  # connections opened, for the log and the tests
-
-    def send(self, message: Message) -> None:
-        """Send `message` or raise; the connection stays open for the next one."""
-        try:
-            reused = self._ready()
-            try:
-                self._send(message)
-            except smtplib.SMTPServerDisconnected as dropped:
-                if not reused or self._data_sent or _timed_out(dropped):
-                    raise
-                log.info("smtp_reconnect", extra={"error": str(dropped)})
-                self._drop()
-                self._ready()
-                self._send(message)
-        except BaseException as error:
-            self._failed(error)
-            raise
-
-    def probe(self) -> bool:
-        """Whether the server answers: a NOOP on the kept connection, else on a new one."""
-        for _attempt in range(2):
-            reused = False
-            try:
-                reused = self._ready()
-                host = self.connection.host if self.connection is not None else None
-                if host is None or host.noop()[0] == 250:
-                    self.last_used = time.monotonic()
-                    return True
-            except Exception as error:
-                log.info("smtp_probe_failed", extra={"error": str(error)})
-            self._drop()
-            if not reused:
-                return False
-        return False
-
-    def close(self) -> None:
-        connection, self.connection = self.connection, None
-        if connection is not None and connection.host is not None:
-            try:
-                connection.host.quit()
-            except Exception as error:  # the server went first; nothing is lost
-                log.info("smtp_quit_failed", extra={"error": str(error)})
-                connection.host.close()
-
-    # --- inside ----------------------------------------------------------------------
-
-    def _ready(self) -> bool:
-        """Open a connection unless a usable one is kept; whether it is a kept one."""
-        if self.connection is not None:
-            if time.monotonic() - self.last_used < self.idle_limit:
-                return True
-            self.close()  # idle too long: a new one rather than one the server may drop
-        connection = BoundedConnection(self.app.extensions["mail"])
-        connection.__enter__()  # opens it (or, with MAIL_SUPPRESS_SEND, nothing)
-        self.connection = connection
-        self.opened += 1
-        return False
-
-    def _send(self, message: Message) -> None:
-        assert self.connection is not None
-        host = self.connection.host
-        if host is not None:
-            host.data_sent = False
-        try:
-            self.connection.send(message)
-        except ANSWERS:
-            self._reset()
-            raise
-        finally:
-            self.last_used = time.monotonic()
-
-    @property
-    def _data_sent(self) -> bool:
-        host = self.connection.host if self.connection is not None else None
-        return host is None or host.data_sent
-
-    def _reset(self) -> None:
-        """After a refusal: RSET, or drop a connection that cannot start a new message."""
-        host = self.connection.host if self.connection is not None else None
-        if host is None or host.sock is None:  # smtplib closed it (a 421)
-            self.connection = None
-            return
-        try:
-            code = host.rset()[0]
-        except (OSError, smtplib.SMTPException):
-            code = 0
-        if code != 250:
-            self._drop()
-
-    def _failed(self, error: BaseException) -> None:
-        if not isinstance(error, ANSWERS):
-            self._drop()
-        if self.watch is not None and server_unreachable(error):
-            self.watch.unreachable()
-
-    def _drop(self) -> None:
-        """Close without QUIT: the conversation is in no state for one."""
-        connection, self.connection = self.connection, None
-        if connection is not None and connection.host is not None:
-            connection.host.close()
-
-
-def _timed_out(error: BaseException) -> bool:
-    """smtplib reports a read that timed out as a disconnection, the timeout its context."""
-    return isinstance(error.__context__, TimeoutError)
-
-
-# The link a worker holds for its whole life; None elsewhere.
-_held: SMTPLink | None = None
-
-
-@contextmanager
-def hold_smtp_link(app: Flask, watch: DeliveryWatch | None = None) -> Iterator[SMTPLink]:
-    """Within this block every email of this process goes over one kept connection (see
-    SMTPLink), closed when the block ends. For the worker, which sends from one thread."""
-    global _held
-    link = SMTPLink(app, watch)
-    previous, _held = _held, link
-    try:
-        yield link
-    finally:
-        _held = previous
-        link.close()
-
-
-def held_link() -> SMTPLink | None:
-    return _held
-
-
 def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
     """Send `message`; call `on_accepted` as soon as the server has taken it.
 
@@ -308,7 +86,8 @@ def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
     """
     if current_app.config["MAIL_SERVER"]:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        link = _held if _held is not None else SMTPLink(app)
+        held = held_link()
+        link = held if held is not None else SMTPLink(app)
         try:
             link.send(message)
             on_accepted()
@@ -320,7 +99,7 @@ def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
             # from None: smtplib's exception names the recipient, and RQ keeps what it is given.
             raise EmailRefused(*answer, recipients=recipients) from None
         finally:
-            if link is not _held:
+            if link is not held:
                 link.close()
         log.info("email_sent", extra={"subject": message.subject})
         if link.watch is not None:

@@ -35,9 +35,9 @@ from rq.job import Job
 from rq.registry import ScheduledJobRegistry
 
 from app.core.redis import redis_connection
-from app.courier.delivery import SMTPLink, held_link
 from app.courier.outbox import JOB_PREFIX
 from app.courier.queue import QUEUE_NAME
+from app.courier.smtp_link import SMTPLink, held_link
 
 log = logging.getLogger(__name__)
 

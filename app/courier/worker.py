@@ -33,9 +33,9 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from app.core.redis import redis_connection
-from app.courier.delivery import hold_smtp_link
 from app.courier.queue import Backoff, PermanentJobFailure, get_queue
 from app.courier.recovery import OutageWatch
+from app.courier.smtp_link import hold_smtp_link
 
 log = logging.getLogger(__name__)
 

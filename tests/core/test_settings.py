@@ -270,6 +270,7 @@ def test_gunicorns_master_holds_none_of_the_apps_code() -> None:
     assert ours == [
         "app.core",
         "app.core.config",
+        "app.core.config_checks",
         "app.core.connections",
         "app.core.createdb",
         "app.core.defaults",
