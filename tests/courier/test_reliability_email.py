@@ -9,16 +9,11 @@ travelled clock in this process; the real processes are waited on by bounded pol
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import subprocess
 import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,13 +45,11 @@ from app.identity.models import GroupName, User, UserProfile
 from app.identity.users import get_group
 from app.passwords.hashing import hash_password
 from app.periodic.scheduler import CLEANUP_JOB_ID, SLOT_KEY, SWEEP_JOB_ID, make_scheduler
-from tests.support.apps import BIN, ROOT, flask_command, run_worker
+from tests.support.apps import flask_command, run_worker
 from tests.support.http import PASSWORD
 from tests.support.mail import Mailbox, SMTPServer
+from tests.support.processes import FlaskProcesses, flask_processes
 from tests.support.services import RedisServer, free_port, start_redis_server, wait_for
-
-WAIT = 60  # seconds: the bound on any wait for a real process
-
 
 # --- a private Redis ----------------------------------------------------------------------
 
@@ -71,74 +64,13 @@ def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
 # --- processes ----------------------------------------------------------------------------
 
 
-@dataclass
-class Processes:
-    """`flask …` processes started by a test, each in its own session; all are killed at
-    the end, whatever the test did."""
-
-    env: dict[str, str]
-    logs: Path
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"{'-'.join(args)}-{len(self.started)}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", *args],
-            cwd=ROOT,
-            env={**self.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.started.append(process)
-        return process
-
-    def kill_hard(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGKILL to the process and everything it forked (RQ's work horse runs in a
-        process group of its own), as a container kill or the OOM killer does."""
-        for pid in [*descendants(process.pid), process.pid]:
-            with contextlib.suppress(ProcessLookupError):  # already gone
-                os.kill(pid, signal.SIGKILL)
-        process.wait(timeout=WAIT)
-
-    def output(self) -> str:
-        return "\n".join(path.read_text(errors="replace") for path in self.logs.glob("*.log"))
-
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
 @pytest.fixture
 def processes(
     database_url: str, private_redis: RedisServer, smtp_server: SMTPServer, tmp_path: Path
-) -> Iterator[Processes]:
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    running = Processes(
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": private_redis.url,
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(smtp_server.port),
-            "FLASK_SKIP_DOTENV": "1",
-        },
-        logs=logs,
-    )
+) -> Iterator[FlaskProcesses]:
+    """`flask …` processes started by a test; all are killed at the end, whatever the test
+    did."""
+    running = flask_processes(database_url, private_redis.url, smtp_server.port, tmp_path / "logs")
     yield running
     for process in running.started:
         if process.poll() is None:
@@ -459,7 +391,7 @@ def test_no_email_is_lost_when_redis_is_down_at_commit(
 def test_a_worker_killed_mid_send_is_replaced_by_the_sweep_with_the_same_message(
     app_factory: Callable[..., Flask],
     private_redis: RedisServer,
-    processes: Processes,
+    processes: FlaskProcesses,
     database_url: str,
     unanswered_smtp: SMTPServer,
 ) -> None:
@@ -509,7 +441,7 @@ def slot(conn: Redis, job: str) -> int | None:
 
 
 def test_the_scheduler_and_worker_outlive_redis_restarts_and_keep_the_cadence(
-    private_redis: RedisServer, processes: Processes
+    private_redis: RedisServer, processes: FlaskProcesses
 ) -> None:
     every = 2
     conn = Redis.from_url(private_redis.url, socket_connect_timeout=1, socket_timeout=5)
@@ -563,7 +495,10 @@ def test_the_scheduler_and_worker_outlive_redis_restarts_and_keep_the_cadence(
 
 
 def test_no_cleanup_piles_up_while_the_worker_is_away(
-    private_redis: RedisServer, processes: Processes, database_url: str, smtp_server: SMTPServer
+    private_redis: RedisServer,
+    processes: FlaskProcesses,
+    database_url: str,
+    smtp_server: SMTPServer,
 ) -> None:
     every = 2
     conn = Redis.from_url(private_redis.url, socket_connect_timeout=1, socket_timeout=5)

@@ -10,15 +10,10 @@ the connections it is greeted on (tests/support/mail.py), and the database of th
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,68 +33,20 @@ from app.courier.models import EmailOutbox
 from app.courier.outbox import job_id, queue_email, send_outbox_email
 from app.courier.queue import JOB_TIMEOUT, PENDING_KEY, RETRY_INTERVALS, get_queue
 from app.courier.recovery import OUTAGE_KEY
-from tests.support.apps import BIN, ROOT, flask_command, run_worker
+from tests.support.apps import flask_command, run_worker
 from tests.support.mail import Mailbox, SMTPServer
+from tests.support.processes import FlaskProcesses, flask_processes
 from tests.support.services import free_port, wait_for
 
 # --- workers in processes of their own ----------------------------------------------------
 
 
-@dataclass
-class Workers:
-    """`flask rq worker` processes, each in a session of its own, stopped at the end."""
-
-    env: dict[str, str]
-    logs: Path
-    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
-
-    def start(self, *args: str, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.logs / f"worker-{len(self.started)}.log", "wb")  # noqa: SIM115
-        process = subprocess.Popen(
-            [str(BIN / "flask"), "--app", "wsgi", "rq", "worker", *args],
-            cwd=ROOT,
-            env={**self.env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        self.started.append(process)
-        return process
-
-    def output(self) -> str:
-        return "\n".join(path.read_text(errors="replace") for path in self.logs.glob("*.log"))
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in self.started:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=20)
-
-
 @pytest.fixture
 def workers(
     database_url: str, redis_url: str, smtp_server: SMTPServer, tmp_path: Path
-) -> Iterator[Workers]:
-    logs = tmp_path / "worker-logs"
-    logs.mkdir()
-    running = Workers(
-        env={
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "MAIL_SERVER": "127.0.0.1",
-            "MAIL_PORT": str(smtp_server.port),
-            "FLASK_SKIP_DOTENV": "1",
-        },
-        logs=logs,
-    )
+) -> Iterator[FlaskProcesses]:
+    """`flask rq worker` processes, each in a session of its own, stopped at the end."""
+    running = flask_processes(database_url, redis_url, smtp_server.port, tmp_path / "logs")
     yield running
     running.stop_all()
 
@@ -165,9 +112,9 @@ def test_the_worker_sends_every_email_over_one_connection_and_quits_it_at_exit(
 
 
 def test_after_the_server_dropped_the_connection_the_next_email_goes_once(
-    redis_app: Flask, workers: Workers, smtp_server: SMTPServer, mailbox: Mailbox
+    redis_app: Flask, workers: FlaskProcesses, smtp_server: SMTPServer, mailbox: Mailbox
 ) -> None:
-    workers.start()
+    workers.start("rq", "worker")
     (first,) = queue_emails(redis_app, ["first@example.com"])
     wait_for(lambda: mailbox.to("first@example.com"), "the first email")
 
@@ -289,13 +236,13 @@ def test_a_refused_email_leaves_the_connection_clean_for_the_next_one(
 
 
 def test_the_first_retry_comes_after_seconds(
-    redis_app: Flask, workers: Workers, smtp_server: SMTPServer, mailbox: Mailbox
+    redis_app: Flask, workers: FlaskProcesses, smtp_server: SMTPServer, mailbox: Mailbox
 ) -> None:
     """In real time, with the worker's own scheduler process (a travelled clock reaches
     neither): the email goes within the first retry's 2 s, the scheduler's 1 s poll and the
     registry's whole seconds."""
     smtp_server.stop()
-    workers.start()
+    workers.start("rq", "worker")
     (row_id,) = queue_emails(redis_app, ["soon@example.com"])
     scheduled = ScheduledJobRegistry(queue=get_queue(redis_app))
     wait_for(lambda: job_id(row_id) in scheduled, "the first attempt to fail")
@@ -314,10 +261,10 @@ def test_the_first_retry_comes_after_seconds(
 
 
 def test_emails_that_waited_out_an_outage_go_as_soon_as_the_server_answers(
-    redis_app: Flask, workers: Workers, smtp_server: SMTPServer, mailbox: Mailbox
+    redis_app: Flask, workers: FlaskProcesses, smtp_server: SMTPServer, mailbox: Mailbox
 ) -> None:
     smtp_server.stop()
-    workers.start()
+    workers.start("rq", "worker")
     ids = queue_emails(redis_app, [f"backlog{n}@example.com" for n in range(20)])
     conn = redis_connection(redis_app)
 
@@ -404,14 +351,14 @@ def test_a_probe_ends_an_outage_when_no_new_email_comes(
 
 
 def test_three_workers_send_each_email_once_though_each_is_queued_twice(
-    redis_app: Flask, workers: Workers, mailbox: Mailbox
+    redis_app: Flask, workers: FlaskProcesses, mailbox: Mailbox
 ) -> None:
     """Every email has two jobs side by side in the queue (a sweep's dispatch beside a late
     original, a job queued twice): the workers take them at the same time, and the row's
     claim lets one of them send it."""
     conn = redis_connection(redis_app)
     for _ in range(3):
-        workers.start()
+        workers.start("rq", "worker")
     wait_for(lambda: len(Worker.all(connection=conn)) == 3, "three workers")
     ids = queue_emails(redis_app, [f"twice{n}@example.com" for n in range(80)], dispatch=False)
     queue = get_queue(redis_app)
