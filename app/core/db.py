@@ -8,11 +8,11 @@ from typing import Any, cast
 import sqlalchemy as sa
 from flask import Flask, has_request_context, request
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import CursorResult, Executable, MetaData, Row, event
+from sqlalchemy import CursorResult, Executable, MetaData, event
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase
 
-from app.core import postgres
+from app.core import postgres, prepared
 from app.core.postgres import lost_connection
 
 # Every GET and HEAD endpoint only reads: a lost database connection is retried for them
@@ -76,32 +76,49 @@ def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
 
-def read_on_own_connection(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
-    """The first row of one read, on a connection of its own, returned to the pool at once.
+def read_on_own_connection(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The first row of one read, as a tuple, on a connection of its own, returned to the
+    pool at once.
 
     It leaves the request's session alone, so the read costs no session when nothing else
     needs one. On PostgreSQL it runs in autocommit: one round trip instead of BEGIN, the
     statement and ROLLBACK, and under READ COMMITTED a statement sees its own snapshot either
-    way. psycopg2's `autocommit` flag is set directly (and cleared at check-in): SQLAlchemy's
-    AUTOCOMMIT isolation level would cost a round trip to undo. A read that lost its
-    connection runs once more on a new one when `App` would not run the whole request again
-    (it does for GET and HEAD): the read changes nothing, whatever the request's method.
+    way. A read that lost its connection runs once more on a new one when `App` would not
+    run the whole request again (it does for GET and HEAD): the read changes nothing,
+    whatever the request's method.
     """
     try:
-        return _read_first(statement, params)
+        return _first_row(statement, params)
     except DBAPIError as error:
         if not lost_connection(error) or (
             has_request_context() and request.method in READ_ONLY_METHODS
         ):
             raise
-        return _read_first(statement, params)
+        return _first_row(statement, params)
 
 
-def _read_first(statement: Executable, params: dict[str, Any]) -> Row[Any] | None:
-    with db.engine.connect() as connection:
+def write_on_own_connection(
+    statement: Executable, params: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """The first row a statement that writes returns (RETURNING), run as a transaction of its
+    own on a connection of its own: one round trip on PostgreSQL (autocommit), where BEGIN,
+    the statement and COMMIT would be three. It is not run again on a lost connection: it
+    may have committed."""
+    return _first_row(statement, params)
+
+
+def _first_row(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    engine = db.engine
+    if engine.dialect.name == "postgresql" and prepared.is_prepared(statement):
+        return cast(tuple[Any, ...] | None, prepared.first_row(engine, statement, params))
+    with engine.connect() as connection:
         if connection.dialect.name == "postgresql":
+            # psycopg2's flag, set directly (and cleared at check-in): SQLAlchemy's
+            # AUTOCOMMIT isolation level would cost a round trip to undo.
             connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
-        return connection.execute(statement, params).first()
+        row = connection.execute(statement, params).first()
+        connection.commit()
+    return None if row is None else tuple(row)
 
 
 def rows_changed(statement: Executable) -> int:

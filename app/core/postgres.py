@@ -1,12 +1,13 @@
-"""What PostgreSQL needs of the connection pool: prepared statements for the hottest reads,
-a deadline on every wait for the server, and pooled connections the server closed dropped
-without a round trip. `install` hooks them on the engine; SQLite needs none of it."""
+"""What PostgreSQL needs of the connection pool: a deadline on every wait for the server, and
+pooled connections the server closed dropped without a round trip. `install` hooks them on
+the engine; SQLite needs none of it. (The hottest statements are prepared:
+app/core/prepared.py.)"""
 
 from __future__ import annotations
 
 import select
 import time
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import psycopg2
 from flask import current_app, has_app_context
@@ -17,95 +18,16 @@ from psycopg2.extensions import (
     STATUS_PREPARED,
     STATUS_READY,
 )
-from sqlalchemy import Connection, Dialect, Engine, event
-from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy import Engine, event
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
-
-E = TypeVar("E", bound=ClauseElement)
 
 
 def install(engine: Engine) -> None:
     event.listen(engine, "checkout", _drop_closed_connection)
     event.listen(engine, "checkin", _back_to_transactions)
-    server_prepared = _ServerPrepared(engine.dialect, _PREPARED)
-    event.listen(engine, "before_cursor_execute", server_prepared, retval=True)
-    event.listen(engine, "handle_error", server_prepared.stale)
     # Process-wide, as psycopg2 allows only one; it bounds waits only inside an app
     # context, where the deadlines are configured.
     psycopg2.extensions.set_wait_callback(_wait_with_deadline)
-
-
-# Statements PostgreSQL plans once per connection instead of at every run; see `prepared`.
-_PREPARED: dict[str, ClauseElement] = {}
-
-
-def prepared(name: str, statement: E) -> E:
-    """Run `statement` as a server-side prepared statement on PostgreSQL; returns it unchanged.
-
-    PostgreSQL parses and plans each statement it is sent, and for a short query by key that
-    costs several times the execution: the guard's read of the caller took 0.24 ms of the
-    server's CPU, 0.05 ms once prepared. Elsewhere (SQLite) the statement runs as it is.
-    """
-    _PREPARED[name] = statement
-    return statement
-
-
-class _ServerPrepared:
-    """Sends each statement registered with `prepared` as EXECUTE of its prepared form.
-
-    The statement is compiled as SQLAlchemy compiles it to execute, so its bound values,
-    result columns and types stay SQLAlchemy's; only the text sent to the server changes.
-    Each connection PREPAREs it at first use (a prepared statement lives as long as its
-    session, and outlives a rollback); a connection the pool replaces starts again.
-
-    PostgreSQL fixes a prepared statement's result types: once a migration changes a column
-    it returns, every connection that prepared it is refused ("cached plan must not change
-    result type"), as is one whose statements were dropped (DISCARD ALL). Such a connection
-    counts as lost: the pool replaces it and those opened before it, and a read runs again.
-    """
-
-    # feature_not_supported (the plan's result type) and invalid_sql_statement_name.
-    STALE = frozenset({"0A000", "26000"})
-
-    def __init__(self, dialect: Dialect, statements: dict[str, ClauseElement]) -> None:
-        numbered = PGDialect_psycopg2(paramstyle="numeric_dollar")
-        self.by_sql: dict[str, tuple[str, str, str]] = {}
-        for name, statement in statements.items():
-            server = cast(SQLCompiler, statement.compile(dialect=numbered))
-            names = ", ".join(f"%({key})s" for key in server.positiontup or ())
-            self.by_sql[str(statement.compile(dialect=dialect))] = (
-                name,
-                f"PREPARE {name} AS {server}",
-                f"EXECUTE {name}({names})",
-            )
-
-    def __call__(
-        self,
-        connection: Connection,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        _context: Any,
-        _executemany: bool,
-    ) -> tuple[str, Any]:
-        found = self.by_sql.get(statement)
-        if found is None:
-            return statement, parameters
-        name, prepare, execute = found
-        done: set[str] = connection.info.setdefault("prepared", set())
-        if name not in done:
-            cursor.execute(prepare)
-            done.add(name)
-        return execute, parameters
-
-    def stale(self, context: ExceptionContext) -> None:
-        """handle_error: a prepared statement this connection can no longer run."""
-        code = getattr(context.original_exception, "pgcode", None)
-        if code in self.STALE and (context.statement or "").startswith("EXECUTE "):
-            context.is_disconnect = True
 
 
 class DatabaseNotAnswering(psycopg2.OperationalError):

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from app.core.db import read_on_own_connection, utcnow
-from app.core.postgres import prepared
+from app.core.prepared import prepared
 from app.identity.models import Gender, GroupName, User, UserGroup, UserProfile
 from app.sessions.models import LoginSession
 

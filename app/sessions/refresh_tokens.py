@@ -19,9 +19,10 @@ from flask import current_app
 
 from app.core.batches import Batches
 from app.core.crypto import hash_token
-from app.core.db import UTCDateTime, db, utcnow
+from app.core.db import UTCDateTime, db, utcnow, write_on_own_connection
 from app.core.errors import NotAuthenticated
 from app.core.log import audit
+from app.core.prepared import prepared
 from app.events.models import EventType
 from app.events.service import record_event
 from app.identity.models import GroupName, User
@@ -62,8 +63,10 @@ def _at(name: str) -> sa.BindParameter[datetime]:
 # The whole refresh: spend the presented token (its hash is the current one), store the next
 # one's, note the use (at most once a minute), and read what the access token needs, if the
 # login is live and its account active. Of concurrent requests with one token, one updates
-# the row; the others find the hash changed, whichever waited for the row's lock.
-_ROTATE = (
+# the row; the others find the hash changed, whichever waited for the row's lock. Prepared
+# on PostgreSQL, and its own transaction (`write_on_own_connection`).
+_ROTATE = prepared(
+    "accounts_rotate",
     sa.update(_sessions)
     .where(
         _sessions.c.family_id == sa.bindparam("family"),
@@ -82,7 +85,7 @@ _ROTATE = (
             else_=_at("now"),
         ),
     )
-    .returning(_sessions.c.user_id, _sessions.c.expires_at, ACTIVE_GROUP)
+    .returning(_sessions.c.user_id, _sessions.c.expires_at, ACTIVE_GROUP),
 )
 
 
@@ -162,7 +165,7 @@ def spend_refresh_token(refresh_token: str) -> Continued:
     now = utcnow()
     generation = presented.generation + 1
     next_token = refresh_format.next_token(family, generation, presented.text, now)
-    rotated = db.session.execute(
+    rotated = write_on_own_connection(
         _ROTATE,
         {
             "family": family,
@@ -172,7 +175,7 @@ def spend_refresh_token(refresh_token: str) -> Continued:
             "now": now,
             "recently": now - LAST_USED_STEP,
         },
-    ).first()
+    )
     if rotated is None:
         return _presented_again(presented, family, now)
     user_id, expires_at, group = rotated

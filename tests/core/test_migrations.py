@@ -118,10 +118,11 @@ def test_deleting_a_user_deletes_what_hangs_off_it(app: Flask, accounts: Account
 def test_a_migration_that_changes_what_the_guard_reads_costs_no_request(
     make_postgres_database: Callable[[str], str],
 ) -> None:
-    """The guard's read is a prepared statement on PostgreSQL, whose result types the server
-    fixes: once a migration changes one of its columns, every connection that prepared it
-    is refused ("cached plan must not change result type"). Such a connection is replaced
-    and the read runs again, for a write's guard as for a GET."""
+    """The guard's read and a refresh's rotation are prepared statements on PostgreSQL,
+    whose result types the server fixes: once a migration changes one of their columns,
+    every connection that prepared them is refused ("cached plan must not change result
+    type"). Such a connection is replaced and the statement runs again, for a write's guard
+    as for a GET, and for the rotation, which the refusal stopped before it wrote."""
     from flask_migrate import upgrade
 
     from app import create_app
@@ -137,19 +138,31 @@ def test_a_migration_that_changes_what_the_guard_reads_costs_no_request(
     )
     assert created.exit_code == 0, created.output
     client = app.test_client()
-    token = client.post("/auth/login", json={"email": email, "password": PASSWORD}).json[
-        "access_token"
-    ]
+    pair = client.post("/auth/login", json={"email": email, "password": PASSWORD}).json
+    token = pair["access_token"]
     try:
         assert me(client, token).status_code == 200  # prepared on the pooled connection
+        refreshed = client.post("/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.json
         with app.app_context():
             db.session.execute(sa.text("ALTER TABLE users ALTER COLUMN email TYPE varchar(400)"))
+            # Returned by the guard's read and by the rotation alike.
+            db.session.execute(
+                sa.text("ALTER TABLE user_groups ALTER COLUMN name TYPE varchar(40)")
+            )
             db.session.commit()
+        # The rotation first: it meets the stale statement itself.
+        again = client.post(
+            "/auth/refresh", json={"refresh_token": refreshed.json["refresh_token"]}
+        )
+        assert again.status_code == 200, again.json
+        token = again.json["access_token"]
         changed = client.patch(
             "/auth/me/profile", json={"first_name": "Ada"}, headers=bearer(token)
         )
         assert changed.status_code == 200, changed.json
         assert me(client, token).json["profile"]["first_name"] == "Ada"
+        assert me(client, token).json["group"] == "ADMIN"
     finally:
         with app.app_context():
             db.engine.dispose()
