@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from flask import Flask, has_request_context, request
@@ -18,6 +19,7 @@ from app.core.postgres import lost_connection
 # Every GET and HEAD endpoint only reads: a lost database connection is retried for them
 # (app/factory.py), so a read made inside one is not retried a second time here.
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -88,26 +90,34 @@ def read_on_own_connection(statement: Executable, params: dict[str, Any]) -> tup
     whatever the request's method.
     """
     try:
-        return _first_row(statement, params)
+        return _read_first(statement, params)
     except DBAPIError as error:
         if not lost_connection(error) or (
             has_request_context() and request.method in READ_ONLY_METHODS
         ):
             raise
-        return _first_row(statement, params)
+        return _read_first(statement, params)
 
 
 def write_on_own_connection(
-    statement: Executable, params: dict[str, Any]
-) -> tuple[Any, ...] | None:
-    """The first row a statement that writes returns (RETURNING), run as a transaction of its
-    own on a connection of its own: one round trip on PostgreSQL (autocommit), where BEGIN,
-    the statement and COMMIT would be three. It is not run again on a lost connection: it
-    may have committed."""
-    return _first_row(statement, params)
+    statement: Executable, params: dict[str, Any], then: Callable[[tuple[Any, ...]], T]
+) -> T | None:
+    """Run a statement that writes and returns rows (RETURNING) in a transaction of its own,
+    on a connection of its own; `then` makes what the caller needs of its first row before
+    the commit, so that should it fail, nothing is written. None when no row came back.
+
+    On a lost connection it is not run again: the commit's outcome is unknown."""
+    engine = db.engine
+    if engine.dialect.name == "postgresql" and prepared.is_prepared(statement):
+        return cast(T | None, prepared.first_row(engine, statement, params, then))
+    with engine.connect() as connection:  # closing it rolls back what was not committed
+        row = connection.execute(statement, params).first()
+        result = None if row is None else then(tuple(row))
+        connection.commit()
+    return result
 
 
-def _first_row(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
+def _read_first(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
     engine = db.engine
     if engine.dialect.name == "postgresql" and prepared.is_prepared(statement):
         return cast(tuple[Any, ...] | None, prepared.first_row(engine, statement, params))
@@ -117,7 +127,6 @@ def _first_row(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...]
             # AUTOCOMMIT isolation level would cost a round trip to undo.
             connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
         row = connection.execute(statement, params).first()
-        connection.commit()
     return None if row is None else tuple(row)
 
 

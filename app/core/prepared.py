@@ -6,13 +6,14 @@ statement by key costs several times running it (the caller's read: 0.24 ms of t
 CPU, 0.05 ms once prepared); and SQLAlchemy's execution context, events and result objects
 cost the web process more CPU than psycopg2 running it (0.17 ms against 0.08 ms, issue 24).
 So a statement registered with `prepared` is run by `first_row` on PostgreSQL: EXECUTE of
-its prepared form, in autocommit, on a pooled connection's own cursor; SQLAlchemy still
+its prepared form on a pooled connection's own cursor; SQLAlchemy still
 compiles it and converts its values and columns (enums, UTC datetimes). On SQLite it runs
 through SQLAlchemy as it is (app/core/db.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -81,9 +82,19 @@ class _Compiled:
 _NUMBERED = PGDialect_psycopg2(paramstyle="numeric_dollar")  # $1, $2: PREPARE's placeholders
 
 
-def first_row(engine: Engine, statement: object, params: dict[str, Any]) -> Any:
-    """The first row (a tuple, or None) of a registered statement, run on PostgreSQL as its
-    own transaction (autocommit) on a pooled connection, which returns to the pool at once.
+def first_row(
+    engine: Engine,
+    statement: object,
+    params: dict[str, Any],
+    then: Callable[[tuple[Any, ...]], Any] | None = None,
+) -> Any:
+    """The first row (a tuple, or None) of a registered statement, run on PostgreSQL on a
+    pooled connection, which returns to the pool at once.
+
+    Alone, the statement is its own transaction (autocommit: one round trip). With `then`,
+    it runs in a transaction that `then` finishes: `then` is called with the first row
+    before the commit, and what it returns is returned; should it raise, nothing the
+    statement wrote stays. No row: None, and `then` is not called.
 
     Each connection PREPAREs the statement at first use (it lives as long as the server's
     session). A prepared statement gone stale did not run: the pool replaces every
@@ -97,20 +108,28 @@ def first_row(engine: Engine, statement: object, params: dict[str, Any]) -> Any:
         compiled = _Compiled.of(_NAMES[key], cast(ClauseElement, statement), engine.dialect)
         _COMPILED[key] = compiled
     try:
-        return _run(engine, compiled, params, stale_is_final=False)
+        return _run(engine, compiled, params, then, stale_is_final=False)
     except _Stale:
-        return _run(engine, compiled, params, stale_is_final=True)
+        return _run(engine, compiled, params, then, stale_is_final=True)
 
 
 class _Stale(Exception):
     pass
 
 
-def _run(engine: Engine, compiled: _Compiled, params: dict[str, Any], stale_is_final: bool) -> Any:
+def _run(
+    engine: Engine,
+    compiled: _Compiled,
+    params: dict[str, Any],
+    then: Callable[[tuple[Any, ...]], Any] | None,
+    stale_is_final: bool,
+) -> Any:
     pooled = engine.raw_connection()
     try:
         driver: Any = pooled.driver_connection
-        driver.autocommit = True  # cleared at check-in (app/core/postgres.py)
+        # Cleared at check-in (app/core/postgres.py); a transaction left open by a `then`
+        # that raised is rolled back there too, as the pool resets what it is given back.
+        driver.autocommit = then is None
         cursor = driver.cursor()
         try:
             done: set[str] = pooled.info.setdefault("prepared", set())
@@ -123,9 +142,17 @@ def _run(engine: Engine, compiled: _Compiled, params: dict[str, Any], stale_is_f
             stale = error.pgcode in STALE
             _raise_failure(engine, pooled, cursor, error, compiled, stale and not stale_is_final)
         cursor.close()
+        row = None if values is None else compiled.row(values)
+        if then is None:
+            return row
+        result = None if row is None else then(row)
+        try:
+            driver.commit()
+        except psycopg2.Error as error:
+            _raise_failure(engine, pooled, None, error, compiled, retry=False)
+        return result
     finally:
         pooled.close()
-    return None if values is None else compiled.row(values)
 
 
 def _raise_failure(

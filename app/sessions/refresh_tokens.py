@@ -10,9 +10,10 @@ statement did not take is looked at again (`_presented_again`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import current_app
@@ -44,6 +45,8 @@ from app.sessions.refresh_judge import (
 )
 from app.web.requests import client_of_request
 
+T = TypeVar("T")
+
 # A login's last use is written at most this often.
 LAST_USED_STEP = timedelta(minutes=1)
 
@@ -64,7 +67,7 @@ def _at(name: str) -> sa.BindParameter[datetime]:
 # one's, note the use (at most once a minute), and read what the access token needs, if the
 # login is live and its account active. Of concurrent requests with one token, one updates
 # the row; the others find the hash changed, whichever waited for the row's lock. Prepared
-# on PostgreSQL, and its own transaction (`write_on_own_connection`).
+# on PostgreSQL, in a transaction of its own (`write_on_own_connection`).
 _ROTATE = prepared(
     "accounts_rotate",
     sa.update(_sessions)
@@ -151,8 +154,12 @@ def _pair(access_token: str, refresh_token: str, access_ttl: timedelta) -> dict[
     }
 
 
-def spend_refresh_token(refresh_token: str) -> Continued:
-    """Spend the presented refresh token for the next one of its login.
+def spend_refresh_token(
+    refresh_token: str, next_pair: Callable[[Continued], T]
+) -> tuple[Continued, T]:
+    """Spend the presented refresh token for the next one of its login, and hand out what
+    `next_pair` makes of it; it is made before the spending commits, so that should it fail,
+    the token is not spent.
 
     A refresh token works once. Presented again within REFRESH_REUSE_GRACE seconds of its
     rotation, while it is the token its login spent last, it is a request that raced the
@@ -165,7 +172,13 @@ def spend_refresh_token(refresh_token: str) -> Continued:
     now = utcnow()
     generation = presented.generation + 1
     next_token = refresh_format.next_token(family, generation, presented.text, now)
-    rotated = write_on_own_connection(
+
+    def handed_out(rotated: tuple[Any, ...]) -> tuple[Continued, T]:
+        user_id, expires_at, group = rotated
+        login = Continued(user_id, group, family, expires_at, next_token)
+        return login, next_pair(login)
+
+    spent = write_on_own_connection(
         _ROTATE,
         {
             "family": family,
@@ -175,11 +188,12 @@ def spend_refresh_token(refresh_token: str) -> Continued:
             "now": now,
             "recently": now - LAST_USED_STEP,
         },
+        then=handed_out,
     )
-    if rotated is None:
-        return _presented_again(presented, family, now)
-    user_id, expires_at, group = rotated
-    return Continued(user_id, group, family, expires_at, next_token)
+    if spent is not None:
+        return spent
+    login = _presented_again(presented, family, now)
+    return login, next_pair(login)
 
 
 def _presented_again(presented: Presented, family: str, now: datetime) -> Continued:

@@ -24,13 +24,9 @@ def refresh(refresh_token: str) -> dict[str, Any]:
     A spent token presented again ends the login (reuse), unless it is the one just rotated,
     within REFRESH_REUSE_GRACE: then it gets a fresh access token and the refresh token that
     rotation made, of the same login. An account deleted or deactivated since is refused,
-    and nothing is spent then.
-
-    The rotation is one statement that commits itself, before the access token is signed:
-    should the answer not reach the client (or signing fail), the same token presented again
-    within the grace gets the same successor."""
-    spent = spend_refresh_token(refresh_token)
-    pair = continue_login(spent)
+    and nothing is spent then; nor when the new pair cannot be made (a signing key that
+    cannot be read): the rotation commits once the pair is signed."""
+    spent, pair = spend_refresh_token(refresh_token, continue_login)
     audit("token_refreshed", user_id=spent.user_id, family=spent.family)
     return pair
 

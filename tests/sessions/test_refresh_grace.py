@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
@@ -19,8 +20,10 @@ from flask.testing import FlaskClient
 from app.core.config import ConfigError, derive_settings, load_config
 from app.core.db import utcnow
 from tests.support.http import (
+    REFRESH_REUSE_GRACE,
     Accounts,
     assert_401,
+    assert_problem,
     at_once,
     claims,
     logout,
@@ -206,3 +209,32 @@ def test_twenty_concurrent_refreshes_with_one_token_continue_one_login(
     with past_the_refresh_grace():
         assert "already used" in assert_401(refresh(client, first["refresh_token"]))["detail"]
     assert_ended(client, *answers)
+
+
+@pytest.mark.postgres("a lock held past statement_timeout is PostgreSQL's")
+def test_a_refresh_that_fails_after_its_rotation_spends_nothing(
+    app_factory: Callable[..., Flask], mailbox: Mailbox, database_url: str, start: datetime
+) -> None:
+    """The new pair cannot be signed after the rotation ran (the signing keys cannot be
+    read: another transaction holds their table past the statement timeout). The refresh
+    answers 503 and spends nothing: the same token presented well after the grace still
+    continues its login, where a token spent without an answer would end it as reuse."""
+    app = app_factory(DATABASE_STATEMENT_TIMEOUT=1, SIGNING_KEY_CACHE_SECONDS=0)
+    client = app.test_client()
+    first = Accounts(client, mailbox).active_user("unsigned@example.com")
+    blocker = sa.create_engine(database_url)
+    try:
+        with blocker.connect() as conn:
+            conn.execute(sa.text("LOCK TABLE signing_keys IN ACCESS EXCLUSIVE MODE"))
+            failed = refresh(client, first["refresh_token"])
+            conn.rollback()
+    finally:
+        blocker.dispose()
+    assert_problem(failed, 503)
+    with at(start + timedelta(seconds=REFRESH_REUSE_GRACE + 5)):
+        again = refresh(client, first["refresh_token"])
+        assert again.status_code == 200, again.json
+        assert family(again.json) == family(first)
+        assert again.json["refresh_token"].split(".")[1] == "1"  # the first rotation
+        assert me(client, again.json["access_token"]).status_code == 200
+        assert "refresh_reuse_detected" not in event_types(client, again.json["access_token"])
