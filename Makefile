@@ -53,7 +53,7 @@ run: install
 # folder of its own. The slowest tests are listed at the end. A later -n wins:
 # PYTEST_ARGS="-n0 tests/…" runs in this process alone (for one test, or pdb).
 test: install test-tools
-	$(BIN)/pytest -n auto --durations=20 $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto --dist worksteal --durations=20 $(PYTEST_ARGS)
 
 # The programs the tests drive, from Debian's packages: chromium for the page tests (Playwright
 # never downloads a browser), redis-server for the run's private Redis and the fault tests,

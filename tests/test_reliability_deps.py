@@ -62,7 +62,8 @@ START_BOUND = 120  # gunicorn importing the app on a loaded machine
 
 class PostgresProxy:
     """Forwards TCP to PostgreSQL; `stall()` holds every byte until `resume()`, `restart()`
-    closes every connection, as a server restart does, and lets new ones through."""
+    closes every connection, as a server restart does, and lets new ones through; while
+    `refusing` is set, a new connection is closed at once, as by a server that is down."""
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
@@ -70,6 +71,7 @@ class PostgresProxy:
         self.port: int = self.listener.getsockname()[1]
         self.flowing = threading.Event()
         self.flowing.set()
+        self.refusing = threading.Event()  # new connections are closed at once: server down
         self.held = threading.Event()  # some bytes are waiting for the stall to end
         self.lock = threading.Lock()
         self.links: list[tuple[socket.socket, socket.socket]] = []
@@ -81,6 +83,9 @@ class PostgresProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return  # closed
+            if self.refusing.is_set():
+                client.close()
+                continue
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
                 server.settimeout(None)
@@ -371,6 +376,29 @@ def test_a_restart_fails_only_the_writes_in_flight(server: Server, pg_proxy: Pos
             lambda: server.call("POST", "/auth/login", {"email": EMAIL, "password": PASSWORD}),
         )
     )
+
+
+def test_a_database_that_is_down_answers_503_to_the_guard_and_to_a_refresh(
+    server: Server, pg_proxy: PostgresProxy
+) -> None:
+    """The guard's read and a refresh's rotation skip SQLAlchemy's execution
+    (app/core/prepared.py); a database that takes no connection is still the 503 it is for
+    every other request, not a 500."""
+    token = login(server)
+    refresh_token = server.call("POST", "/auth/login", {"email": EMAIL, "password": PASSWORD}).body[
+        "refresh_token"
+    ]
+    pg_proxy.refusing.set()
+    try:
+        pg_proxy.restart()  # the pooled connections end too
+        assert_database_unavailable(server.call("GET", "/auth/me", headers=bearer(token)))
+        assert_database_unavailable(
+            server.call("POST", "/auth/refresh", {"refresh_token": refresh_token})
+        )
+    finally:
+        pg_proxy.refusing.clear()
+    assert server.call("GET", "/auth/me", headers=bearer(token)).status == 200
+    assert server.call("POST", "/auth/refresh", {"refresh_token": refresh_token}).status == 200
 
 
 def test_a_database_restart_costs_no_request_that_came_after_it(

@@ -124,7 +124,7 @@ def _run(
     then: Callable[[tuple[Any, ...]], Any] | None,
     stale_is_final: bool,
 ) -> Any:
-    pooled = engine.raw_connection()
+    pooled = _checkout(engine)
     try:
         driver: Any = pooled.driver_connection
         # Cleared at check-in (app/core/postgres.py); a transaction left open by a `then`
@@ -153,6 +153,23 @@ def _run(
         return result
     finally:
         pooled.close()
+
+
+def _checkout(engine: Engine) -> PoolProxiedConnection:
+    """A pooled connection; the database not answering is raised as `Connection` raises it."""
+    try:
+        return engine.raw_connection()
+    except psycopg2.Error as error:
+        lost = engine.dialect.is_disconnect(cast(Any, error), None, None)
+        wrapped = DBAPIError.instance(
+            None,
+            None,
+            error,
+            engine.dialect.loaded_dbapi.Error,
+            connection_invalidated=lost,
+            dialect=engine.dialect,
+        )
+        raise wrapped from error
 
 
 def _raise_failure(
