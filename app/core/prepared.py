@@ -161,15 +161,7 @@ def _checkout(engine: Engine) -> PoolProxiedConnection:
         return engine.raw_connection()
     except psycopg2.Error as error:
         lost = engine.dialect.is_disconnect(cast(Any, error), None, None)
-        wrapped = DBAPIError.instance(
-            None,
-            None,
-            error,
-            engine.dialect.loaded_dbapi.Error,
-            connection_invalidated=lost,
-            dialect=engine.dialect,
-        )
-        raise wrapped from error
+        raise _as_sqlalchemy_error(engine, error, None, lost) from error
 
 
 def _raise_failure(
@@ -188,12 +180,19 @@ def _raise_failure(
         engine.pool._invalidate(pooled, error)
     if retry:
         raise _Stale from error
+    raise _as_sqlalchemy_error(engine, error, compiled.execute, lost) from error
+
+
+def _as_sqlalchemy_error(
+    engine: Engine, error: psycopg2.Error, statement: str | None, lost: bool
+) -> DBAPIError:
+    """The error as SQLAlchemy raises it (its parameters left out: they name the caller)."""
     wrapped = DBAPIError.instance(
-        compiled.execute,
+        statement,
         None,
         error,
         engine.dialect.loaded_dbapi.Error,
         connection_invalidated=lost,
         dialect=engine.dialect,
     )
-    raise wrapped from error
+    return cast(DBAPIError, wrapped)
