@@ -11,11 +11,7 @@ from app.events.models import EventType
 from app.events.service import record_event
 from app.sessions.access_tokens import login_of_any_token
 from app.sessions.endings import end_login
-from app.sessions.refresh_tokens import (
-    continue_login,
-    login_of_refresh_token,
-    spend_refresh_token,
-)
+from app.sessions.rotation import login_of_refresh_token, spend_refresh_token
 
 
 def refresh(refresh_token: str) -> dict[str, Any]:
@@ -26,7 +22,7 @@ def refresh(refresh_token: str) -> dict[str, Any]:
     rotation made, of the same login. An account deleted or deactivated since is refused,
     and nothing is spent then; nor when the new pair cannot be made (a signing key that
     cannot be read): the rotation commits once the pair is signed."""
-    spent, pair = spend_refresh_token(refresh_token, continue_login)
+    spent, pair = spend_refresh_token(refresh_token)
     audit("token_refreshed", user_id=spent.user_id, family=spent.family)
     return pair
 
