@@ -48,6 +48,7 @@ from bench.stack import (
     SERVICE_DB_APP,
     ArrivalHandler,
     Stack,
+    add_stack_arguments,
     run_cli,
     stop_process_group,
     wait_for_health,
@@ -373,15 +374,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--outage-emails", type=int, default=300, help="emails queued during the outage"
     )
-    parser.add_argument(
-        "--pg-admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a database to connect to for CREATE/DROP DATABASE",
-    )
-    parser.add_argument("--db-name", help="the run's database (default accounts_email_bench_PID)")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379", help="no database")
-    parser.add_argument("--redis-db", type=int, help="the Redis database (default: an empty one)")
-    parser.add_argument("--keep-logs", action="store_true")
+    add_stack_arguments(parser, "accounts_email_bench")
     return parser.parse_args(argv)
 
 

@@ -37,7 +37,7 @@ from bench.measure import (
     time_account_states,
     time_cli_start,
 )
-from bench.stack import Stack, Started, start_stack
+from bench.stack import Stack, Started, add_stack_arguments, start_stack
 
 
 def check_tools(need_wrk: bool = True) -> None:
@@ -72,22 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--reg-seconds", type=float, default=10, help="seconds of registrations")
     parser.add_argument("--expired-tokens", type=int, default=1_000_000)
-    parser.add_argument(
-        "--pg-admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a database to connect to for CREATE/DROP DATABASE and pg_stat_activity",
-    )
-    parser.add_argument(
-        "--db-name", help="the run's database, created and dropped (default accounts_bench_PID)"
-    )
-    parser.add_argument(
-        "--redis-url", default="redis://127.0.0.1:6379", help="the Redis server (no database)"
-    )
-    parser.add_argument(
-        "--redis-db",
-        type=int,
-        help="the Redis database to use, if empty (default: the first empty one of 1-14)",
-    )
+    add_stack_arguments(parser, "accounts_bench")
     parser.add_argument(
         "--state-samples",
         type=int,
@@ -99,7 +84,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="measure only forgot and resend by account state (needs no wrk)",
     )
-    parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     return parser.parse_args(argv)
 

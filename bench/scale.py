@@ -46,7 +46,7 @@ from bench.common import BIN, BenchError, log, percentile
 from bench.cpu import CpuProbe
 from bench.measure import LoadResult, WrkRun, run_wrk, wrk_in_background
 from bench.report import Target, render_targets
-from bench.stack import SEED_DB_APP, Stack, run_cli, start_stack
+from bench.stack import SEED_DB_APP, Stack, add_stack_arguments, run_cli, start_stack
 
 # --- the targets (issue 24) ------------------------------------------------------------------
 
@@ -90,23 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--connections", type=int, default=8, help="wrk connections")
-    parser.add_argument(
-        "--pg-admin-url",
-        default="postgresql://postgres@127.0.0.1:5432/postgres",
-        help="a database to connect to for CREATE/DROP DATABASE and pg_stat_activity",
-    )
-    parser.add_argument(
-        "--db-name", help="the run's database, created and dropped (default accounts_scale_PID)"
-    )
-    parser.add_argument(
-        "--redis-url", default="redis://127.0.0.1:6379", help="the Redis server (no database)"
-    )
-    parser.add_argument(
-        "--redis-db",
-        type=int,
-        help="the Redis database to use, if empty (default: the first empty one of 1-14)",
-    )
-    parser.add_argument("--keep-logs", action="store_true")
+    add_stack_arguments(parser, "accounts_scale")
     args = parser.parse_args(argv)
     if args.users < 1000 or args.tokens < 2 * BLOCK * TOKENS_PER_LOGIN:
         parser.error(f"at least 1000 users and {2 * BLOCK * TOKENS_PER_LOGIN} tokens")

@@ -4,6 +4,7 @@ floor app under the same gunicorn settings."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import os
@@ -35,6 +36,29 @@ SERVICE_DB_APP = "bench-service"
 FLOOR_DB_APP = "bench-floor"
 JOBS_DB_APP = "bench-jobs"  # the RQ worker and the flask CLI
 SEED_DB_APP = "bench-seed"  # this process
+
+
+def add_stack_arguments(parser: argparse.ArgumentParser, database_prefix: str) -> None:
+    """The options every bench script has for the stack it starts: where PostgreSQL and
+    Redis are, the run's database and Redis database, and whether to keep the logs."""
+    parser.add_argument(
+        "--pg-admin-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="a database to connect to for CREATE/DROP DATABASE and pg_stat_activity",
+    )
+    parser.add_argument(
+        "--db-name",
+        help=f"the run's database, created and dropped (default {database_prefix}_PID)",
+    )
+    parser.add_argument(
+        "--redis-url", default="redis://127.0.0.1:6379", help="the Redis server (no database)"
+    )
+    parser.add_argument(
+        "--redis-db",
+        type=int,
+        help="the Redis database to use, if empty (default: the first empty one of 1-14)",
+    )
+    parser.add_argument("--keep-logs", action="store_true")
 
 
 def with_path_and_query(url: str, path: str, **query: str) -> str:
