@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ from app.sessions.models import LoginSession
 from tests.support.http import PASSWORD, assert_problem, bearer
 from tests.support.mail import Mailbox
 from tests.support.staff import ADMIN, MODERATOR, USER, Staff, emails, listing
+from tests.support.statements import recorded_statements
 
 
 def mutations(user_id: int) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -197,27 +196,11 @@ def test_bad_filters_are_422(staff: Staff, query: dict[str, str]) -> None:
     assert set(body["errors"]) == set(query)
 
 
-@contextmanager
-def counting_statements(app: Flask) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
 def test_a_page_costs_a_fixed_number_of_queries(staff: Staff) -> None:
     add_users(staff.app, 40)
-    with counting_statements(staff.app) as one:
+    with recorded_statements(staff.app) as one:
         assert len(listing(staff, per_page=1).json["items"]) == 1
-    with counting_statements(staff.app) as many:
+    with recorded_statements(staff.app) as many:
         response = listing(staff, email="example", per_page=30)
         assert len(response.json["items"]) == 30
         assert all(item["profile"]["first_name"] for item in response.json["items"][3:])

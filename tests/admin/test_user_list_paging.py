@@ -3,8 +3,7 @@ filter's bounds and its trigram index, the per-caller limit, and migration 0014.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from app.core.db import db
 from app.identity.models import GroupName, User, UserGroup, UserProfile
 from tests.support.http import Accounts, assert_problem
 from tests.support.staff import ADMIN, MODERATOR, USER, Staff, emails, listing, make_staff
+from tests.support.statements import recorded_statements
 
 STAFF = [ADMIN, MODERATOR, USER]
 
@@ -236,27 +236,11 @@ def test_the_email_filter_matches_exactly_what_is_written(staff: Staff) -> None:
     assert emails(listing(staff, email="x" * 254)) == []
 
 
-@contextmanager
-def statements_of(app: Flask) -> Iterator[list[tuple[str, Any]]]:
-    captured: list[tuple[str, Any]] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        captured.append((statement, parameters))
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield captured
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
 @pytest.mark.postgres("pg_trgm and its index are PostgreSQL's")
 def test_the_email_filter_can_use_the_trigram_index(staff: Staff) -> None:
     """The expression the query filters by is the index's: were it not (a parameter where
     the index has a literal, another spelling), PostgreSQL would read the whole table."""
-    with statements_of(staff.app) as captured:
+    with recorded_statements(staff.app) as captured:
         assert emails(listing(staff, email="mod@ex")) == [MODERATOR]
     (count, parameters) = next((s, p) for s, p in captured if "count(" in s)
     with staff.app.app_context(), db.engine.connect() as conn, conn.begin():

@@ -11,10 +11,8 @@ worker then sends what the account's state calls for.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
@@ -28,6 +26,7 @@ from app.courier.queue import get_queue
 from tests.support.apps import run_worker
 from tests.support.http import PASSWORD, Accounts, bearer
 from tests.support.mail import Mailbox
+from tests.support.statements import recorded_statements
 
 FORGOT, RESEND = "/auth/password/forgot", "/auth/activate/resend"
 ADDRESSES = {
@@ -69,23 +68,6 @@ def make_accounts(app: Flask, mailbox: Mailbox) -> None:
     mailbox.clear()
 
 
-@contextlib.contextmanager
-def recorded_statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL statements the app sends to the database while the block runs."""
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-
-
 def subjects(mailbox: Mailbox, address: str) -> list[str]:
     return [str(message["Subject"]) for message in mailbox.to(address)]
 
@@ -109,7 +91,7 @@ def test_item_2_the_request_does_the_same_work_whatever_the_account(
                 "detail": "If the address belongs to an account that needs it, "
                 "an email is on its way."
             }
-            work[state] = statements
+            work[state] = [sql for sql, _parameters in statements]
             jobs[state] = [job for job in queue.get_jobs() if job.id not in queued_before]
         assert all(statements == work["unknown"] for statements in work.values()), (
             f"{path} sends the database different work by account state: {work}"
