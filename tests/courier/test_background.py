@@ -14,7 +14,6 @@ import re
 import secrets
 import signal
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -47,7 +46,7 @@ from app.periodic.scheduler import (
     make_scheduler,
 )
 from app.sessions.models import LoginSession
-from tests.support.apps import BIN, ROOT, flask_command, run_worker
+from tests.support.apps import BIN, ROOT, flask_command, run_worker, twice_at_once
 from tests.support.mail import Mailbox, SMTPServer
 from tests.support.services import PROCESS_TIMEOUT, free_port
 
@@ -424,23 +423,7 @@ def test_cleanup_deletes_only_expired_tokens_in_batches(redis_app: Flask) -> Non
 
 def test_cleanup_run_twice_at_once_deletes_each_token_once(redis_app: Flask) -> None:
     make_tokens(redis_app, expired=20, valid=2)
-    start = threading.Barrier(2)
-    results: list[dict[str, int]] = []
-    errors: list[BaseException] = []
-
-    def cleanup() -> None:
-        with redis_app.app_context():
-            start.wait()
-            try:
-                results.append(delete_expired_tokens(batch_size=3))
-            except BaseException as exc:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=cleanup) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, errors = twice_at_once(redis_app, lambda: delete_expired_tokens(batch_size=3))
 
     assert errors == []
     assert len(results) == 2

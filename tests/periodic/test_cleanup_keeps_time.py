@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +33,7 @@ from app.identity.users import get_group
 from app.periodic.cleanup import CONTINUATION_JOB_IDS, clean_up, delete_expired_tokens
 from app.periodic.scheduler import CLEANUP_JOB_ID, make_scheduler
 from app.sessions.models import LoginSession
-from tests.support.apps import make_app, run_worker
+from tests.support.apps import make_app, run_worker, twice_at_once
 
 HOUR = timedelta(hours=1)
 STEP = 15.0  # fake seconds a batch that deleted rows takes
@@ -363,24 +362,10 @@ def test_a_cleanup_timeout_that_leaves_no_time_is_refused(database_url: str, tmp
 
 def test_two_runs_at_once_delete_and_count_each_row_once(app: Flask) -> None:
     ids = make_logins(app, expired=60, live=10)
-    start = threading.Barrier(2)
-    results: list[dict[str, int]] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        with app.app_context():
-            start.wait()
-            try:
-                results.append(delete_expired_tokens(batch_size=4, pause_seconds=0))
-            except BaseException as exc:
-                errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
     with later():
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        results, errors = twice_at_once(
+            app, lambda: delete_expired_tokens(batch_size=4, pause_seconds=0)
+        )
 
     assert errors == []
     assert results[0]["sessions"] + results[1]["sessions"] == 60

@@ -6,9 +6,10 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask
@@ -16,6 +17,8 @@ from flask import Flask
 from app import create_app
 from app.core.db import db
 from tests.support.services import PROCESS_TIMEOUT
+
+R = TypeVar("R")
 
 
 def make_app(database_url: str, tmp_path: Path, smtp_port: int, **overrides: Any) -> Flask:
@@ -112,3 +115,28 @@ def flask_command(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result
+
+
+def twice_at_once(
+    app: Flask, job: Callable[[], R], timeout: float = 60
+) -> tuple[list[R], list[BaseException]]:
+    """`job` run by two threads of `app`, released together: what each returned, and what
+    each raised."""
+    start = threading.Barrier(2)
+    results: list[R] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        with app.app_context():
+            start.wait()
+            try:
+                results.append(job())
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results, errors
