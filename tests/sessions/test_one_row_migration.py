@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 
@@ -24,39 +23,18 @@ from app.keys.service import ensure_key
 from app.passwords.hashing import hash_password
 from app.sessions.access_tokens import issue_access_token
 from app.sessions.models import LoginSession
-from tests.support.apps import ROOT, make_app
+from tests.support.apps import make_app
 from tests.support.http import PASSWORD, assert_401, claims, me, past_the_refresh_grace, refresh
 from tests.support.mail import SMTPServer
+from tests.support.migrations import REFRESH_TOKENS as TOKENS
+from tests.support.migrations import USERS, revision_before
 from tests.support.sessions import list_sessions
 
 REVISION = "0016_one_row_per_login"
-# Whatever the migrations are chained to when branches merge, the revision just before it.
-PREVIOUS = ScriptDirectory(str(ROOT / "migrations")).get_revision(REVISION).down_revision
-assert isinstance(PREVIOUS, str)
+PREVIOUS = revision_before(REVISION)
 HOUR = timedelta(hours=1)
 
-# The previous revision's tables, with the columns the previous code wrote.
-USERS = sa.table(
-    "users",
-    sa.column("id", sa.Integer()),
-    sa.column("email", sa.String()),
-    sa.column("password_hash", sa.String()),
-    sa.column("is_active", sa.Boolean()),
-    sa.column("group_id", sa.Integer()),
-    sa.column("created_at", UTCDateTime()),
-    sa.column("updated_at", UTCDateTime()),
-)
-TOKENS = sa.table(
-    "refresh_tokens",
-    sa.column("id", sa.Integer()),
-    sa.column("token_hash", sa.String()),
-    sa.column("user_id", sa.Integer()),
-    sa.column("family_id", sa.String()),
-    sa.column("expires_at", UTCDateTime()),
-    sa.column("created_at", UTCDateTime()),
-    sa.column("used_at", UTCDateTime()),
-    sa.column("revoked_at", UTCDateTime()),
-)
+# The sessions table before 0016, with the columns the previous code wrote.
 SESSIONS = sa.table(
     "sessions",
     sa.column("user_id", sa.Integer()),

@@ -11,48 +11,25 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic.script import ScriptDirectory
 from flask import Flask
 from flask_migrate import downgrade, upgrade
 
-from app.core.db import UTCDateTime, db, utcnow
+from app.core.db import db, utcnow
 from app.identity.models import GroupName, User, UserGroup
 from app.identity.users import get_group, seed_groups
 from app.keys.service import ensure_key
 from app.passwords.hashing import hash_password
 from app.sessions.access_tokens import issue_access_token
-from tests.support.apps import ROOT, make_app
+from tests.support.apps import make_app
 from tests.support.http import PASSWORD, claims, login, me, refresh
 from tests.support.mail import SMTPServer
+from tests.support.migrations import REFRESH_TOKENS as TOKENS
+from tests.support.migrations import USERS, revision_before
 from tests.support.sessions import current_session, end_session, list_sessions
 
 REVISION = "0010_sessions"
-# Whatever the migrations are chained to when branches merge, the revision just before it.
-PREVIOUS = ScriptDirectory(str(ROOT / "migrations")).get_revision(REVISION).down_revision
-assert isinstance(PREVIOUS, str)
+PREVIOUS = revision_before(REVISION)
 HOUR = timedelta(hours=1)
-
-# The tables as the previous revision has them, with the columns this test fills.
-USERS = sa.table(
-    "users",
-    sa.column("id", sa.Integer()),
-    sa.column("email", sa.String()),
-    sa.column("password_hash", sa.String()),
-    sa.column("is_active", sa.Boolean()),
-    sa.column("group_id", sa.Integer()),
-    sa.column("created_at", UTCDateTime()),
-    sa.column("updated_at", UTCDateTime()),
-)
-TOKENS = sa.table(
-    "refresh_tokens",
-    sa.column("token_hash", sa.String()),
-    sa.column("user_id", sa.Integer()),
-    sa.column("family_id", sa.String()),
-    sa.column("expires_at", UTCDateTime()),
-    sa.column("created_at", UTCDateTime()),
-    sa.column("used_at", UTCDateTime()),
-    sa.column("revoked_at", UTCDateTime()),
-)
 
 
 # Family ids as the service has always made them (uuid4().hex).

@@ -1,0 +1,41 @@
+"""For the tests of a migration that moves data: the revision before it, and the tables as
+the code before it wrote them (frozen here, as the models have moved on)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+
+from app.core.db import UTCDateTime
+from tests.support.apps import ROOT
+
+
+def revision_before(revision: str) -> str:
+    """Whatever the migrations are chained to when branches merge, the revision just before."""
+    previous = ScriptDirectory(str(ROOT / "migrations")).get_revision(revision).down_revision
+    assert isinstance(previous, str)
+    return previous
+
+
+USERS = sa.table(
+    "users",
+    sa.column("id", sa.Integer()),
+    sa.column("email", sa.String()),
+    sa.column("password_hash", sa.String()),
+    sa.column("is_active", sa.Boolean()),
+    sa.column("group_id", sa.Integer()),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("updated_at", UTCDateTime()),
+)
+# A row per refresh token, until 0016_one_row_per_login.
+REFRESH_TOKENS = sa.table(
+    "refresh_tokens",
+    sa.column("id", sa.Integer()),
+    sa.column("token_hash", sa.String()),
+    sa.column("user_id", sa.Integer()),
+    sa.column("family_id", sa.String()),
+    sa.column("expires_at", UTCDateTime()),
+    sa.column("created_at", UTCDateTime()),
+    sa.column("used_at", UTCDateTime()),
+    sa.column("revoked_at", UTCDateTime()),
+)
