@@ -80,7 +80,8 @@ def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
 
 def read_on_own_connection(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
     """The first row of one read, as a tuple, on a connection of its own, returned to the
-    pool at once.
+    pool at once. `statement` is registered with `prepared.prepared`: on PostgreSQL it runs
+    prepared, without SQLAlchemy's execution (app/core/prepared.py).
 
     It leaves the request's session alone, so the read costs no session when nothing else
     needs one. On PostgreSQL it runs in autocommit: one round trip instead of BEGIN, the
@@ -102,13 +103,14 @@ def read_on_own_connection(statement: Executable, params: dict[str, Any]) -> tup
 def write_on_own_connection(
     statement: Executable, params: dict[str, Any], then: Callable[[tuple[Any, ...]], T]
 ) -> T | None:
-    """Run a statement that writes and returns rows (RETURNING) in a transaction of its own,
-    on a connection of its own; `then` makes what the caller needs of its first row before
-    the commit, so that should it fail, nothing is written. None when no row came back.
+    """Run a statement that writes and returns rows (RETURNING), registered with
+    `prepared.prepared`, in a transaction of its own on a connection of its own; `then` makes
+    what the caller needs of its first row before the commit, so that should it fail,
+    nothing is written. None when no row came back.
 
     On a lost connection it is not run again: the commit's outcome is unknown."""
     engine = db.engine
-    if engine.dialect.name == "postgresql" and prepared.is_prepared(statement):
+    if engine.dialect.name == "postgresql":
         return cast(T | None, prepared.first_row(engine, statement, params, then))
     with engine.connect() as connection:  # closing it rolls back what was not committed
         row = connection.execute(statement, params).first()
@@ -119,13 +121,9 @@ def write_on_own_connection(
 
 def _read_first(statement: Executable, params: dict[str, Any]) -> tuple[Any, ...] | None:
     engine = db.engine
-    if engine.dialect.name == "postgresql" and prepared.is_prepared(statement):
+    if engine.dialect.name == "postgresql":
         return cast(tuple[Any, ...] | None, prepared.first_row(engine, statement, params))
     with engine.connect() as connection:
-        if connection.dialect.name == "postgresql":
-            # psycopg2's flag, set directly (and cleared at check-in): SQLAlchemy's
-            # AUTOCOMMIT isolation level would cost a round trip to undo.
-            connection.connection.driver_connection.autocommit = True  # type: ignore[union-attr]
         row = connection.execute(statement, params).first()
     return None if row is None else tuple(row)
 

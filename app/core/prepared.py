@@ -31,7 +31,8 @@ E = TypeVar("E", bound=ClauseElement)
 # column the statement returns) and invalid_sql_statement_name (DISCARD ALL dropped it).
 STALE = frozenset({"0A000", "26000"})
 
-_NAMES: dict[int, str] = {}  # id() of each registered statement -> its name
+# id() of each registered statement -> its name; an unregistered one is a KeyError.
+_NAMES: dict[int, str] = {}
 _COMPILED: dict[int, _Compiled] = {}
 
 
@@ -40,10 +41,6 @@ def prepared(name: str, statement: E) -> E:
     `first_row`; returns it unchanged."""
     _NAMES[id(statement)] = name
     return statement
-
-
-def is_prepared(statement: object) -> bool:
-    return id(statement) in _NAMES
 
 
 @dataclass(frozen=True)

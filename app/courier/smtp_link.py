@@ -112,7 +112,6 @@ class SMTPLink:
         self.connection: BoundedConnection | None = None
         self.idle_limit = float(app.config["MAIL_IDLE_TIMEOUT"])
         self.last_used = 0.0
-        self.opened = 0  # connections opened, for the log and the tests
 
     def send(self, message: Message) -> None:
         """Send `message` or raise; the connection stays open for the next one."""
@@ -168,7 +167,6 @@ class SMTPLink:
         connection = BoundedConnection(self.app.extensions["mail"])
         connection.__enter__()  # opens it (or, with MAIL_SUPPRESS_SEND, nothing)
         self.connection = connection
-        self.opened += 1
         return False
 
     def _send(self, message: Message) -> None:

@@ -1,4 +1,4 @@
-"""The access token: signed for a login (`issue_access_token`), verified by the JWT manager,
+"""The access token: signed for a login (`sign_access_token`), verified by the JWT manager,
 which decodes it once instead of three times and checks its signature once per process.
 
 flask-jwt-extended 4.7 decodes every token twice without checking it (its claims, then its
@@ -38,7 +38,7 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from flask_jwt_extended.tokens import _decode_jwt
 from jwt import DecodeError, ExpiredSignatureError, ImmatureSignatureError, InvalidTokenError
 
-from app.identity.models import GroupName, User
+from app.identity.models import GroupName
 from app.keys.ring import keyring
 
 # Tokens remembered per process: about 1.5 KiB each, so at most a few MiB. Only tokens that
@@ -178,19 +178,14 @@ def _verification_key(header: dict[str, Any], _claims: dict[str, Any]) -> Any:
     return keyring().verification_key(header.get("kid"))
 
 
-def issue_access_token(user: User, family_id: str, now: datetime, lifetime: timedelta) -> str:
-    """An access token of the login `family_id`, signed by the current key.
-
-    It carries the family id, so ending the login (logout, reuse, a password change) also
-    stops the access tokens issued to it."""
-    return sign_access_token(user.id, user.group.name, family_id, now, lifetime)
-
-
 def sign_access_token(
     user_id: int, group: GroupName, family_id: str, now: datetime, lifetime: timedelta
 ) -> str:
-    """`issue_access_token` for a caller that read the user's id and group without loading
-    the user (a refresh reads them in the statement that rotates its token)."""
+    """An access token of the login `family_id`, signed by the current key.
+
+    It carries the family id, so ending the login (logout, reuse, a password change) also
+    stops the access tokens issued to it. The user's id and group are passed, not the user:
+    a refresh reads them in the statement that rotates its token."""
     settings = current_app.config
     return keyring().sign(
         {

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import date, datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -96,7 +95,7 @@ def load_caller(user_id: int, family: str) -> tuple[Caller | None, bool]:
     row = read_on_own_connection(_CALLER, {"family": family, "user_id": user_id, "now": utcnow()})
     if row is None:
         return None, False
-    values: tuple[Any, ...] = tuple(row)
+    values = row
     id_, email, is_active, group_name, created_at, updated_at, mfa_enabled, profile_id = values[:8]
     profile = None if profile_id is None else CallerProfile(*values[8:-1])
     caller = Caller(id_, email, is_active, group_name, created_at, updated_at, mfa_enabled, profile)

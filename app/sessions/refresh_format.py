@@ -31,9 +31,6 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-
-from flask import current_app
 
 from app.core.crypto import derive_key, hash_token
 
@@ -98,7 +95,7 @@ def next_token(family: str, generation: int, spent_text: str, rotated_at: dateti
     text every time it is asked with the same values."""
     instant = (rotated_at - _EPOCH) // _MICROSECOND
     message = f"{family}.{generation}.{instant}.{spent_text}".encode()
-    secret = hmac.new(_keys()[1], message, hashlib.sha256).digest()
+    secret = hmac.new(derive_key("refresh-token-next"), message, hashlib.sha256).digest()
     return _compose(family, generation, secret)
 
 
@@ -109,14 +106,4 @@ def _compose(family: str, generation: int, secret: bytes) -> str:
 
 def _tag(family: str, generation: int, secret: bytes) -> bytes:
     message = f"{family}.{generation}.".encode() + secret
-    return hmac.new(_keys()[0], message, hashlib.sha256).digest()[:TAG_BYTES]
-
-
-def _keys() -> tuple[bytes, bytes]:
-    return _derived_keys(current_app.config["SECRET_KEY"])
-
-
-@lru_cache(maxsize=4)
-def _derived_keys(secret_key: str) -> tuple[bytes, bytes]:
-    """(the tag's key, the next secret's key): HKDF once per SECRET_KEY, not per refresh."""
-    return derive_key("refresh-token-tag", secret_key), derive_key("refresh-token-next", secret_key)
+    return hmac.new(derive_key("refresh-token-tag"), message, hashlib.sha256).digest()[:TAG_BYTES]

@@ -17,9 +17,9 @@ from flask import current_app
 from app.core.batches import Batches
 from app.core.crypto import hash_token
 from app.core.db import db, utcnow
-from app.identity.models import User
+from app.identity.models import GroupName, User
 from app.sessions import refresh_format
-from app.sessions.access_tokens import issue_access_token
+from app.sessions.access_tokens import sign_access_token
 from app.sessions.models import LoginSession
 from app.web.requests import client_of_request
 
@@ -37,11 +37,10 @@ def issue_token_pair(user: User) -> dict[str, Any]:
     now = utcnow()
     expires_at = now + timedelta(seconds=config["JWT_REFRESH_TOKEN_EXPIRES"])
     family_id = uuid.uuid4().hex
-    access_ttl = min(timedelta(seconds=config["JWT_ACCESS_TOKEN_EXPIRES"]), expires_at - now)
+    refresh_token = refresh_format.first_token(family_id)
     # Signed before this transaction writes: signing may make the first key, in a
     # transaction of its own, which a write held here would keep waiting on SQLite.
-    access_token = issue_access_token(user, family_id, now, access_ttl)
-    refresh_token = refresh_format.first_token(family_id)
+    pair = token_pair(user.id, user.group.name, family_id, expires_at, refresh_token, now)
     ip, user_agent = client_of_request()  # none outside a request
     db.session.execute(
         _INSERT_LOGIN,
@@ -57,15 +56,25 @@ def issue_token_pair(user: User) -> dict[str, Any]:
             "refresh_hash": hash_token(refresh_token),
         },
     )
-    return token_pair(access_token, refresh_token, access_ttl)
+    return pair
 
 
-def token_pair(access_token: str, refresh_token: str, access_ttl: timedelta) -> dict[str, Any]:
+def token_pair(
+    user_id: int,
+    group: GroupName,
+    family: str,
+    expires_at: datetime,
+    refresh_token: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """What a login hands out, at its start or a refresh: a new access token, which never
+    outlives the login, and `refresh_token`."""
+    ttl = min(timedelta(seconds=current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]), expires_at - now)
     return {
-        "access_token": access_token,
+        "access_token": sign_access_token(user_id, group, family, now, ttl),
         "refresh_token": refresh_token,
         "token_type": "bearer",
-        "expires_in": int(access_ttl.total_seconds()),
+        "expires_in": int(ttl.total_seconds()),
     }
 
 

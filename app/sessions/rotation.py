@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from flask import current_app
 
 from app.core.crypto import hash_token
 from app.core.db import UTCDateTime, db, utcnow, write_on_own_connection
@@ -25,7 +24,6 @@ from app.events.service import record_event
 from app.identity.models import GroupName
 from app.identity.users import ACCOUNT_GONE
 from app.sessions import refresh_format
-from app.sessions.access_tokens import sign_access_token
 from app.sessions.endings import end_login
 from app.sessions.models import LoginSession
 from app.sessions.refresh_format import Presented
@@ -135,14 +133,11 @@ def spend_refresh_token(refresh_token: str) -> tuple[Continued, dict[str, Any]]:
 
 
 def _next_pair(login: Continued) -> dict[str, Any]:
-    """The next pair of a login whose refresh token was spent: a new access token, which
-    never outlives the login, and the refresh token the rotation made."""
-    now = utcnow()
-    ttl = min(
-        timedelta(seconds=current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]), login.expires_at - now
+    """The next pair of a login whose refresh token was spent, with the token the rotation
+    made."""
+    return token_pair(
+        login.user_id, login.group, login.family, login.expires_at, login.refresh_token, utcnow()
     )
-    access_token = sign_access_token(login.user_id, login.group, login.family, now, ttl)
-    return token_pair(access_token, login.refresh_token, ttl)
 
 
 def _presented_again(presented: Presented, family: str, now: datetime) -> Continued:

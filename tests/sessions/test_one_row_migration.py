@@ -17,11 +17,11 @@ from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from app.core.db import UTCDateTime, db, utcnow
-from app.identity.models import GroupName, User, UserGroup
+from app.identity.models import GroupName
 from app.identity.users import get_group, seed_groups
 from app.keys.service import ensure_key
 from app.passwords.hashing import hash_password
-from app.sessions.access_tokens import issue_access_token
+from app.sessions.access_tokens import sign_access_token
 from app.sessions.models import LoginSession
 from tests.support.apps import make_app
 from tests.support.http import PASSWORD, assert_401, claims, me, past_the_refresh_grace, refresh
@@ -106,8 +106,10 @@ def seed_as_the_previous_code(now: datetime) -> tuple[dict[str, str], dict[str, 
             },
         )
     db.session.commit()
-    user = User(id=user_id, group=UserGroup(name=GroupName.USER))  # transient: never added
-    access = {f: issue_access_token(user, f, now, timedelta(minutes=15)) for f in (LIVE, FORKED)}
+    lifetime = timedelta(minutes=15)
+    access = {
+        f: sign_access_token(user_id, GroupName.USER, f, now, lifetime) for f in (LIVE, FORKED)
+    }
     return tokens, access
 
 

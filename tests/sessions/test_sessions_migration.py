@@ -15,11 +15,11 @@ from flask import Flask
 from flask_migrate import downgrade, upgrade
 
 from app.core.db import db, utcnow
-from app.identity.models import GroupName, User, UserGroup
+from app.identity.models import GroupName
 from app.identity.users import get_group, seed_groups
 from app.keys.service import ensure_key
 from app.passwords.hashing import hash_password
-from app.sessions.access_tokens import issue_access_token
+from app.sessions.access_tokens import sign_access_token
 from tests.support.apps import make_app
 from tests.support.http import PASSWORD, claims, login, me, refresh
 from tests.support.mail import SMTPServer
@@ -74,10 +74,8 @@ def seed_logins_of_the_previous_revision(now: datetime) -> dict[str, str]:
             },
         )
     db.session.commit()
-    # A transient user, never added: the previous revision's users table is not the model's.
-    user = User(id=user_id, group=UserGroup(name=GroupName.USER))
     return {
-        family: issue_access_token(user, family, now, timedelta(minutes=15))
+        family: sign_access_token(user_id, GroupName.USER, family, now, timedelta(minutes=15))
         for family in (LIVE, ENDED)
     }
 
