@@ -24,7 +24,7 @@ from flask import current_app
 from flask_mail import Message
 
 from app.courier.queue import PermanentJobFailure
-from app.courier.smtp_link import SMTPLink, held_link
+from app.courier.smtp_link import smtp_link
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,10 @@ def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
     """
     if current_app.config["MAIL_SERVER"]:
         app = current_app._get_current_object()  # type: ignore[attr-defined]
-        held = held_link()
-        link = held if held is not None else SMTPLink(app)
         try:
-            link.send(message)
-            on_accepted()
+            with smtp_link(app) as link:
+                link.send(message)
+                on_accepted()
         except REFUSALS as exc:
             answer = _permanent_answer(exc)
             if answer is None:
@@ -98,12 +97,7 @@ def deliver(message: Message, on_accepted: Callable[[], None]) -> None:
             recipients = [parseaddr(str(to))[1] for to in message.recipients]
             # from None: smtplib's exception names the recipient, and RQ keeps what it is given.
             raise EmailRefused(*answer, recipients=recipients) from None
-        finally:
-            if link is not held:
-                link.close()
         log.info("email_sent", extra={"subject": message.subject})
-        if link.watch is not None:
-            link.watch.delivered()
         return
     outbox = Path(current_app.config["MAIL_OUTBOX_DIR"])
     outbox.mkdir(parents=True, exist_ok=True)

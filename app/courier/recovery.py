@@ -37,7 +37,7 @@ from rq.registry import ScheduledJobRegistry
 from app.core.redis import redis_connection
 from app.courier.outbox import JOB_PREFIX
 from app.courier.queue import QUEUE_NAME
-from app.courier.smtp_link import SMTPLink, held_link
+from app.courier.smtp_link import smtp_link
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +140,8 @@ def probe_smtp(token: str) -> None:
     current = conn.get(OUTAGE_KEY)
     if current is None or current.decode() != token:
         return  # over, or another probe took over after this one's mark expired
-    link = held_link()
-    own = link is None
-    probing = link if link is not None else SMTPLink(app)
-    try:
-        answered = probing.probe()
-    finally:
-        if own:
-            probing.close()
+    with smtp_link(app) as link:
+        answered = link.probe()
     if answered:
         end_outage(conn, app)
         return

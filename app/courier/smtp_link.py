@@ -129,6 +129,8 @@ class SMTPLink:
         except BaseException as error:
             self._failed(error)
             raise
+        if self.watch is not None:
+            self.watch.delivered()
 
     def probe(self) -> bool:
         """Whether the server answers: a NOOP on the kept connection, else on a new one."""
@@ -236,5 +238,14 @@ def hold_smtp_link(app: Flask, watch: DeliveryWatch | None = None) -> Iterator[S
         link.close()
 
 
-def held_link() -> SMTPLink | None:
-    return _held
+@contextmanager
+def smtp_link(app: Flask) -> Iterator[SMTPLink]:
+    """The link held by `hold_smtp_link` (the worker's); elsewhere one for this block only."""
+    if _held is not None:
+        yield _held
+        return
+    link = SMTPLink(app)
+    try:
+        yield link
+    finally:
+        link.close()
