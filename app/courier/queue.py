@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask import Flask, current_app
@@ -92,13 +92,28 @@ def dispatch(func: Callable[..., Any], *args: Any, job_id: str | None = None) ->
         log.exception("job_failed", extra={"job": func.__name__, "job_id": job_id})
 
 
+def job_timeout(job: RQJob) -> float:
+    """The seconds RQ gives `job` before it stops it: its own timeout, or the queue's."""
+    return job.timeout if job.timeout and job.timeout > 0 else Queue.DEFAULT_TIMEOUT
+
+
 def is_running(job: RQJob, now: datetime) -> bool:
     """Started and still inside its timeout. A started job older than that lost its worker
     (killed hard: nothing marked it failed), since RQ stops a job at its timeout."""
     if job.get_status(refresh=False) != JobStatus.STARTED or job.started_at is None:
         return False
-    timeout = job.timeout if job.timeout and job.timeout > 0 else Queue.DEFAULT_TIMEOUT
-    return job.started_at + timedelta(seconds=timeout + 30) > now
+    return job.started_at + timedelta(seconds=job_timeout(job) + 30) > now
+
+
+def any_pending(job_ids: list[str], connection: Any) -> bool:
+    """Whether one of these jobs is queued, or running and inside its timeout. They are
+    read at once (MULTI/EXEC), so a job handing over to another is seen either way."""
+    now = datetime.now(UTC)
+    return any(
+        job is not None
+        and (job.get_status(refresh=False) == JobStatus.QUEUED or is_running(job, now))
+        for job in RQJob.fetch_many(job_ids, connection=connection)
+    )
 
 
 class Backoff:

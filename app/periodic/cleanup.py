@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import logging
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import datetime
 
 from redis.exceptions import RedisError
 from rq import Queue, get_current_job
 from rq.exceptions import NoSuchJobError
-from rq.job import Job, JobStatus
+from rq.job import Job
 
 from app.core.batches import Batches, ResumePoint
 from app.core.db import utcnow
-from app.courier.queue import is_running
+from app.courier.queue import any_pending, job_timeout
 from app.courier.retention import delete_finished_emails
 from app.events.service import delete_old_events
 from app.links.tokens import delete_expired_link_tokens
@@ -96,13 +96,8 @@ def delete_expired_tokens(
     return counts
 
 
-def pending(job: Job) -> bool:
-    """Whether `job` is queued, or running and inside its timeout."""
-    return job.get_status(refresh=False) == JobStatus.QUEUED or is_running(job, datetime.now(UTC))
-
-
 def _time_limit(job: Job) -> float:
-    timeout = job.timeout if job.timeout and job.timeout > 0 else Queue.DEFAULT_TIMEOUT
+    timeout = job_timeout(job)
     return float(timeout - min(STOP_BEFORE_TIMEOUT, timeout / 2))
 
 
@@ -112,11 +107,8 @@ def _continue(job: Job, resume: ResumePoint) -> str | None:
     scheduled run starts what this one left) or Redis did not answer."""
     successor = next(i for i in CONTINUATION_JOB_IDS if i != job.id)
     try:
-        for other in Job.fetch_many(
-            [i for i in CONTINUATION_JOB_IDS if i != job.id], connection=job.connection
-        ):
-            if other is not None and pending(other):
-                return None
+        if any_pending([i for i in CONTINUATION_JOB_IDS if i != job.id], job.connection):
+            return None
         # The successor's id was last used two runs ago: that job is long finished.
         with suppress(NoSuchJobError):
             Job.fetch(successor, connection=job.connection).delete()

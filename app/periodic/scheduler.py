@@ -39,8 +39,8 @@ from rq_scheduler import Scheduler
 
 from app.core.redis import redis_connection
 from app.courier.outbox import sweep_outbox
-from app.courier.queue import QUEUE_NAME, Backoff
-from app.periodic.cleanup import CONTINUATION_JOB_IDS, delete_expired_tokens, pending
+from app.courier.queue import QUEUE_NAME, Backoff, any_pending
+from app.periodic.cleanup import CONTINUATION_JOB_IDS, delete_expired_tokens
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +161,10 @@ class PeriodicScheduler(Scheduler):  # type: ignore[misc]
         self.connection.zadd(self.scheduled_jobs_key, {job.id: next_slot}, gt=True)
 
     def _still_pending(self, job: Job) -> bool:
-        """Whether the job, or one that carries on its work, is queued or running. All are
-        read at once (MULTI/EXEC), so a continuation handing over to the next is seen."""
+        """Whether the job, or one that carries on its work, is queued or running."""
         periodic = self.by_id.get(job.id)
         companions = list(periodic.companions) if periodic else []
-        jobs = Job.fetch_many([job.id, *companions], connection=self.connection)
-        return any(found is not None and pending(found) for found in jobs)
+        return any_pending([job.id, *companions], self.connection)
 
     def _install_signal_handlers(self) -> None:
         # rq-scheduler's handlers write to Redis, which may be the thing that is away; the
