@@ -1,12 +1,10 @@
-"""The SMTP connection an email goes over: kept by the RQ worker for all its emails, one of
-its own for each email elsewhere.
+"""The SMTP connection an email goes over (`smtp_link`).
 
-The RQ worker keeps one SMTP connection for all its emails (`hold_smtp_link`, around its
-work loop): a conversation per email instead of a TCP connection, a greeting, an EHLO (and
-STARTTLS and a login) per email. Elsewhere (in-process sends without Redis, the sweep
-command) each email opens a connection of its own and QUITs it. What to do with the
-server's answer (a permanent refusal, the .eml file without a server) is
-app/courier/delivery.py's.
+The RQ worker keeps one for all its emails (`hold_smtp_link`, around its work loop): a
+conversation per email instead of a TCP connection, a greeting, an EHLO (and STARTTLS and a
+login) per email. Elsewhere (in-process sends without Redis, the sweep command) each email
+opens a connection of its own and QUITs it. What to do with the server's answer (a
+permanent refusal, the .eml file without a server) is app/courier/delivery.py's.
 """
 
 from __future__ import annotations
