@@ -18,16 +18,14 @@ from flask_migrate import downgrade, upgrade
 
 from app.core.db import UTCDateTime, db, utcnow
 from app.identity.models import GroupName
-from app.identity.users import get_group, seed_groups
-from app.keys.service import ensure_key
+from app.identity.users import get_group
 from app.passwords.hashing import hash_password
 from app.sessions.access_tokens import sign_access_token
 from app.sessions.models import LoginSession
-from tests.support.apps import make_app
 from tests.support.http import PASSWORD, assert_401, claims, me, past_the_refresh_grace, refresh
 from tests.support.mail import SMTPServer
 from tests.support.migrations import REFRESH_TOKENS as TOKENS
-from tests.support.migrations import USERS, revision_before
+from tests.support.migrations import USERS, app_migrated_to, revision_before
 from tests.support.sessions import list_sessions
 
 REVISION = "0016_one_row_per_login"
@@ -125,15 +123,8 @@ def app_before(
         url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
     else:
         url = make_postgres_database("one_row_migration")
-    app: Flask = make_app(url, tmp_path, smtp_server.port)
-    with app.app_context():
-        upgrade(revision=PREVIOUS)
-        seed_groups()
-        ensure_key()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with app_migrated_to(PREVIOUS, url, tmp_path, smtp_server.port) as app:
+        yield app
 
 
 def test_live_logins_keep_refreshing_and_move_to_the_new_form(app_before: Flask) -> None:

@@ -16,15 +16,13 @@ from flask_migrate import downgrade, upgrade
 
 from app.core.db import db, utcnow
 from app.identity.models import GroupName
-from app.identity.users import get_group, seed_groups
-from app.keys.service import ensure_key
+from app.identity.users import get_group
 from app.passwords.hashing import hash_password
 from app.sessions.access_tokens import sign_access_token
-from tests.support.apps import make_app
 from tests.support.http import PASSWORD, claims, login, me, refresh
 from tests.support.mail import SMTPServer
 from tests.support.migrations import REFRESH_TOKENS as TOKENS
-from tests.support.migrations import USERS, revision_before
+from tests.support.migrations import USERS, app_migrated_to, revision_before
 from tests.support.sessions import current_session, end_session, list_sessions
 
 REVISION = "0010_sessions"
@@ -92,15 +90,8 @@ def app_before(
         url = f"sqlite:///{tmp_path / 'before.sqlite3'}"
     else:
         url = make_postgres_database("sessions_migration")
-    app: Flask = make_app(url, tmp_path, smtp_server.port)
-    with app.app_context():
-        upgrade(revision=PREVIOUS)
-        seed_groups()
-        ensure_key()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with app_migrated_to(PREVIOUS, url, tmp_path, smtp_server.port) as app:
+        yield app
 
 
 def test_existing_logins_get_a_record_and_keep_working(app_before: Flask) -> None:

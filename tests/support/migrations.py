@@ -3,11 +3,19 @@ the code before it wrote them (frozen here, as the models have moved on)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
+from flask import Flask
+from flask_migrate import upgrade
 
-from app.core.db import UTCDateTime
-from tests.support.apps import ROOT
+from app.core.db import UTCDateTime, db
+from app.identity.users import seed_groups
+from app.keys.service import ensure_key
+from tests.support.apps import ROOT, make_app
 
 
 def revision_before(revision: str) -> str:
@@ -15,6 +23,21 @@ def revision_before(revision: str) -> str:
     previous = ScriptDirectory(str(ROOT / "migrations")).get_revision(revision).down_revision
     assert isinstance(previous, str)
     return previous
+
+
+@contextmanager
+def app_migrated_to(revision: str, url: str, tmp_path: Path, smtp_port: int) -> Iterator[Flask]:
+    """An app on the database at `url`, migrated to `revision`, with the groups and a
+    signing key; its connections closed after the block."""
+    app: Flask = make_app(url, tmp_path, smtp_port)
+    with app.app_context():
+        upgrade(revision=revision)
+        seed_groups()
+        ensure_key()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 USERS = sa.table(
